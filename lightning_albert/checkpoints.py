@@ -1,0 +1,76 @@
+"""Finding and reading the checkpoints of a finished run, in a process other than the one that trained.
+
+Lightning resolves `--ckpt_path best` only inside the process that trained. Here `best` and `last` mean those
+of the run whose folder holds the `--config` given (Lightning writes `config.yaml` into the run folder), so
+`test --config runs/x/lightning_logs/version_0/config.yaml --ckpt_path best` works from any later process.
+"""
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_albert.errors import InputError
+
+DATA_STATE_KEY = "TextClassificationDataModule"  # where Lightning stores the DataModule's state_dict
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint on the CPU without running pickled code; mmap keeps large ones cheap."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"--ckpt_path: no such checkpoint file '{path}'.")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as e:  # a truncated or foreign file: say which, not where torch failed
+        raise InputError(f"--ckpt_path: '{path}' is not a readable Lightning checkpoint ({e}).") from None
+
+
+def resolve_checkpoint(value: str | None, config_files: list[Any]) -> str | None:
+    """Turn `best` / `last` into a path inside the run folder of the given `--config`; check plain paths exist."""
+    if value is None:
+        return None
+    if value not in ("best", "last"):
+        if not Path(value).is_file():
+            raise InputError(f"--ckpt_path: no such checkpoint file '{value}'.")
+        return value
+    folder = run_checkpoints_folder(config_files)
+    last = folder / "last.ckpt"
+    if value == "last":
+        if not last.is_file():
+            raise InputError(f"--ckpt_path last: {folder} has no last.ckpt (was checkpoint.save_last off?).")
+        return str(last)
+    return str(best_checkpoint(folder))
+
+
+def run_checkpoints_folder(config_files: list[Any]) -> Path:
+    """The `checkpoints/` folder beside the run's `config.yaml`."""
+    for config in reversed(config_files or []):
+        folder = Path(str(config)).resolve().parent / "checkpoints"
+        if folder.is_dir():
+            return folder
+    given = ", ".join(str(c) for c in config_files) if config_files else "no --config"
+    raise InputError(
+        f"--ckpt_path best/last names a checkpoint of a finished run, but {given} is not in a run folder with "
+        "checkpoints/. Pass that run's config, e.g. --config runs/quickstart/lightning_logs/version_0/config.yaml, "
+        "or give the checkpoint's path."
+    )
+
+
+def best_checkpoint(folder: Path) -> Path:
+    """The best checkpoint as recorded by ModelCheckpoint's state in last.ckpt, else the only `best-*` file."""
+    last = folder / "last.ckpt"
+    if last.is_file():
+        for key, state in load_checkpoint(last).get("callbacks", {}).items():
+            if key.startswith("ModelCheckpoint") and state.get("best_model_path"):
+                # Look it up by name in this folder: the run may have been moved since it was written.
+                best = folder / Path(state["best_model_path"]).name
+                if best.is_file():
+                    return best
+    candidates = sorted(folder.glob("best-*.ckpt"))
+    if len(candidates) == 1:
+        return candidates[0]
+    raise InputError(
+        f"--ckpt_path best: cannot tell which checkpoint in {folder} is the best "
+        f"({len(candidates)} best-*.ckpt files and no record in last.ckpt). Give the checkpoint's path."
+    )

@@ -1,0 +1,420 @@
+"""The DataModule: read the user's files, map labels to ids, tokenize once, and batch with per-batch padding."""
+
+import os
+import random
+from functools import cached_property
+from typing import Any
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader, Dataset
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from lightning_albert.errors import InputError
+from lightning_albert.tables import Table, read_table
+from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
+
+SPLITS = ("train", "validation", "test", "predict")
+
+
+class EncodedSplit(Dataset):
+    """Token ids of one split, tokenized once; `rows` are the 0-based data-row indices in the source file."""
+
+    def __init__(self, features: list[dict[str, Any]], rows: list[int], ids: list[Any] | None = None):
+        self.features = features
+        self.rows = rows
+        self.ids = ids
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.features[i]
+
+
+class TextClassificationDataModule(LightningDataModule):
+    def __init__(
+        self,
+        train_file: str | None = None,
+        validation_file: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
+        text_column: str = "text",
+        text_pair_column: str | None = None,
+        label_column: str = "label",
+        id_column: str | None = None,
+        labels: list[str] | None = None,
+        tokenizer: str | None = None,
+        tokenizer_vocab_size: int = 8000,
+        max_length: int = 128,
+        batch_size: int = 8,
+        eval_batch_size: int = 8,
+        num_workers: int = 0,
+        val_split: float = 0.1,
+        split_seed: int = 42,
+        max_train_samples: int | None = None,
+        max_eval_samples: int | None = None,
+        drop_empty_texts: bool = False,
+        encoding: str = "utf-8",
+    ):
+        """Labelled text files in, padded batches of token ids out.
+
+        Args:
+            train_file: Training data: .csv, .tsv, .jsonl or .json (array of objects).
+            validation_file: Evaluated every epoch. If unset, `val_split` of the training file is held out.
+            test_file: Used by the `test` subcommand.
+            predict_file: Used by the `predict` subcommand; its label column, if any, is ignored.
+            text_column: Column holding the text to classify.
+            text_pair_column: Optional second text column, for sentence-pair tasks.
+            label_column: Column holding the label: a class name, or an integer index into `labels`.
+            id_column: Optional column copied into the predictions file beside each prediction.
+            labels: The classes, in id order. If unset: the sorted distinct labels of the training file.
+            tokenizer: A hub name or a folder for AutoTokenizer. If unset, a SentencePiece tokenizer is trained
+                on the training texts (the offline path) and saved with the run.
+            tokenizer_vocab_size: Vocabulary size asked of a trained tokenizer; small corpora give fewer pieces.
+            max_length: Tokens per example (special tokens included); longer texts are truncated.
+            batch_size: Training examples per batch per device.
+            eval_batch_size: Examples per batch for validation, test and predict.
+            num_workers: DataLoader worker processes.
+            val_split: Share of the training file held out for validation when no validation_file is given
+                (stratified by label, seeded by `split_seed`).
+            split_seed: Seed of that split, independent of the training seed.
+            max_train_samples: Use only the first N training rows (quick runs).
+            max_eval_samples: Use only the first N validation and test rows (quick runs).
+            drop_empty_texts: Drop rows with an empty text instead of stopping with an error.
+            encoding: Text encoding of the files (UTF-8 with or without byte-order mark by default).
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.train_file, self.validation_file, self.test_file, self.predict_file = (
+            train_file, validation_file, test_file, predict_file,
+        )  # fmt: skip
+        self.text_column, self.text_pair_column, self.label_column, self.id_column = (
+            text_column, text_pair_column, label_column, id_column,
+        )  # fmt: skip
+        self.tokenizer_name = tokenizer
+        self.tokenizer_vocab_size = tokenizer_vocab_size
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.num_workers = num_workers
+        self.val_split = val_split
+        self.split_seed = split_seed
+        self.max_train_samples = max_train_samples
+        self.max_eval_samples = max_eval_samples
+        self.drop_empty_texts = drop_empty_texts
+        self.encoding = encoding
+        self._given_labels = list(labels) if labels is not None else None
+        self._check_options()
+        self._tables: dict[str, Table] = {}
+        self._splits: dict[str, EncodedSplit] = {}
+
+    # ----------------------------------------------------------------------------------------- options
+    def _check_options(self) -> None:
+        columns = {"text_column": self.text_column, "label_column": self.label_column}
+        if self.text_pair_column:
+            columns["text_pair_column"] = self.text_pair_column
+        if self.id_column:
+            columns["id_column"] = self.id_column
+        seen: dict[str, str] = {}
+        for key, name in columns.items():
+            if name in seen:
+                raise InputError(f"data.{key} and data.{seen[name]} both name column '{name}': give each its own.")
+            seen[name] = key
+        if self._given_labels is not None:
+            names = [str(n) for n in self._given_labels]
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise InputError(f"data.labels lists {', '.join(repr(d) for d in duplicates)} more than once.")
+            if len(names) < 2:
+                raise InputError("data.labels needs at least two classes.")
+            self._given_labels = names
+        if not 0.0 <= self.val_split < 1.0:
+            raise InputError(f"data.val_split must be in [0, 1), got {self.val_split}.")
+        if self.max_length < 8:
+            raise InputError(f"data.max_length must be at least 8 tokens, got {self.max_length}.")
+        for key in ("batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise InputError(f"data.{key} must be at least 1.")
+
+    # ------------------------------------------------------------------------------------ labels, tokenizer
+    @cached_property
+    def labels(self) -> list[str]:
+        """Class names in id order: as given, or the sorted distinct labels of the training file."""
+        if self._given_labels is not None:
+            return self._given_labels
+        table = self._table("train")
+        values = [_label_text(v) for v in table.column(self.label_column, "label")]
+        names = sorted({v for v in values if v is not None}, key=_label_sort_key)
+        if len(names) < 2:
+            found = f"only '{names[0]}'" if names else "no labels"
+            raise InputError(
+                f"{table.path}: the training data has {found} in column '{self.label_column}'; "
+                "a classifier needs at least two classes."
+            )
+        return names
+
+    @property
+    def num_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def id2label(self) -> dict[int, str]:
+        return dict(enumerate(self.labels))
+
+    @cached_property
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        if self.tokenizer_name:
+            return load_tokenizer(self.tokenizer_name)
+        if not self.train_file:
+            raise InputError(
+                "data.tokenizer is unset and there is no data.train_file to train one on: give data.tokenizer "
+                "(a folder or hub name), data.train_file, or a --ckpt_path whose checkpoint carries its tokenizer."
+            )
+        texts = self._texts(self._table("train"), self.text_column, "text", keep_empty=True)
+        if self.text_pair_column:
+            texts += self._texts(self._table("train"), self.text_pair_column, "text_pair", keep_empty=True)
+        tokenizer = train_tokenizer(texts, self.tokenizer_vocab_size)
+        rank_zero_info(f"Trained a SentencePiece tokenizer of {len(tokenizer)} pieces on {self.train_file}.")
+        return tokenizer
+
+    @property
+    def vocab_size(self) -> int:
+        """Size of the tokenizer's vocabulary: the model's embedding table must have this many rows."""
+        return len(self.tokenizer)
+
+    # ---------------------------------------------------------------------------------------- reading
+    def _path(self, split: str) -> str | None:
+        return {
+            "train": self.train_file,
+            "validation": self.validation_file,
+            "test": self.test_file,
+            "predict": self.predict_file,
+        }[split]
+
+    def _table(self, split: str) -> Table:
+        if split not in self._tables:
+            path = self._path(split)
+            if not path:
+                raise InputError(f"data.{split}_file is not set, and the {_stage_of(split)} step needs it.")
+            self._tables[split] = read_table(path, self.encoding)
+        return self._tables[split]
+
+    def _texts(self, table: Table, column: str, role: str, keep_empty: bool) -> list[str]:
+        values = ["" if v is None else str(v) for v in table.column(column, role)]
+        if not keep_empty:
+            empty = [line for v, line in zip(values, table.lines) if not v.strip()]
+            if empty:
+                raise InputError(
+                    f"{table.path}: {len(empty)} row(s) have an empty '{column}' ({_lines(empty)}). "
+                    "Fill them in, remove them, or set data.drop_empty_texts: true to drop them."
+                )
+        return values
+
+    def _label_ids(self, table: Table, rows: list[int]) -> list[int]:
+        """Map each row's label to its id, with errors that name the line."""
+        index = {name: i for i, name in enumerate(self.labels)}
+        values = table.column(self.label_column, "label")
+        ids, missing, unknown = [], [], {}
+        for r in rows:
+            value, line = _label_text(values[r]), table.lines[r]
+            if value is None:
+                missing.append(line)
+            elif value in index:
+                ids.append(index[value])
+            elif self._given_labels is not None and _is_int(value):
+                if not 0 <= int(value) < len(self.labels):
+                    raise InputError(
+                        f"{table.path}, line {line}: integer label {value} is out of range: data.labels has "
+                        f"{len(self.labels)} classes, ids 0 to {len(self.labels) - 1}."
+                    )
+                ids.append(int(value))
+            else:
+                unknown.setdefault(value, line)
+        if missing:
+            raise InputError(
+                f"{table.path}: {len(missing)} row(s) have no label in column '{self.label_column}' "
+                f"({_lines(missing)}). Every row of a training, validation or test file needs one."
+            )
+        if unknown:
+            value, line = next(iter(unknown.items()))
+            source = "data.labels" if self._given_labels is not None else f"the training file's labels"
+            raise InputError(
+                f"{table.path}, line {line}: label '{value}' is not one of {source} "
+                f"({', '.join(self.labels)}){f' ({len(unknown)} unknown labels in all)' if len(unknown) > 1 else ''}. "
+                "Fix the label, or list every class in data.labels."
+            )
+        return ids
+
+    # ------------------------------------------------------------------------------------ splitting, encoding
+    def _rows(self, split: str) -> tuple[Table, list[int]]:
+        """The table a split reads from and which of its rows belong to the split."""
+        if split in ("train", "validation") and not self.validation_file:
+            if self.val_split <= 0:
+                raise InputError("no validation data: give data.validation_file, or set data.val_split above 0.")
+            table = self._table("train")
+            train, val = _stratified_split(
+                self._label_ids(table, list(range(len(table.rows)))), self.val_split, self.split_seed
+            )
+            rows = train if split == "train" else val
+        else:
+            table = self._table(split)
+            rows = list(range(len(table.rows)))
+        limit = self.max_train_samples if split == "train" else self.max_eval_samples if split != "predict" else None
+        return table, rows[:limit] if limit else rows
+
+    def _encode_split(self, split: str) -> EncodedSplit:
+        table, rows = self._rows(split)
+        labelled = split != "predict"
+        texts = self._texts(table, self.text_column, "text", keep_empty=True)
+        pairs = self._texts(table, self.text_pair_column, "text_pair", keep_empty=True) if self.text_pair_column else None
+        if labelled:
+            empty = [r for r in rows if not texts[r].strip()]
+            if empty and not self.drop_empty_texts:
+                raise InputError(
+                    f"{table.path}: {len(empty)} row(s) have an empty '{self.text_column}' "
+                    f"({_lines([table.lines[r] for r in empty])}). Fill them in, remove them, "
+                    "or set data.drop_empty_texts: true to drop them."
+                )
+            if empty:
+                rank_zero_info(f"{table.path}: dropped {len(empty)} row(s) with an empty text.")
+                rows = [r for r in rows if texts[r].strip()]
+        ids = table.column(self.id_column, "id") if self.id_column else None
+        encoded = self._tokenize([texts[r] for r in rows], [pairs[r] for r in rows] if pairs else None, table)
+        if labelled:
+            for features, label in zip(encoded, self._label_ids(table, rows)):
+                features["labels"] = label
+        for features, r in zip(encoded, rows):
+            features["row"] = r
+        return EncodedSplit(encoded, rows, [ids[r] for r in rows] if ids else None)
+
+    def _tokenize(self, texts: list[str], pairs: list[str] | None, table: Table) -> list[dict[str, Any]]:
+        """Tokenize whole; re-tokenize only the over-long texts with truncation, to count them exactly."""
+        kwargs = dict(return_token_type_ids=pairs is not None, verbose=False)
+        enc = self.tokenizer(texts, pairs, **kwargs)
+        features = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
+        long = [i for i, f in enumerate(features) if len(f["input_ids"]) > self.max_length]
+        if long:
+            cut = self.tokenizer(
+                [texts[i] for i in long],
+                [pairs[i] for i in long] if pairs else None,
+                truncation=True,
+                max_length=self.max_length,
+                **kwargs,
+            )
+            for j, i in enumerate(long):
+                features[i] = {k: cut[k][j] for k in cut}
+            rank_zero_info(
+                f"{table.path}: {len(long)} of {len(texts)} texts were longer than data.max_length="
+                f"{self.max_length} tokens and were truncated."
+            )
+        return features
+
+    # -------------------------------------------------------------------------------------- lightning hooks
+    def setup(self, stage: str) -> None:
+        needed = {"fit": ["train", "validation"], "validate": ["validation"], "test": ["test"], "predict": ["predict"]}
+        for split in needed[stage]:
+            if split not in self._splits:
+                self._splits[split] = self._encode_split(split)
+
+    def split(self, name: str) -> EncodedSplit:
+        """An encoded split (after `setup`): "train", "validation", "test" or "predict"."""
+        return self._splits[name]
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", self.eval_batch_size)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", self.eval_batch_size)
+
+    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+        if self.num_workers > 0:
+            # Tokenizing used the Rust thread pool; forking after that makes `tokenizers` warn and disable it.
+            # The workers only pad, so switching parallelism off before the fork loses nothing.
+            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        return DataLoader(
+            self._splits[split],
+            batch_size=batch_size,
+            shuffle=shuffle,
+            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the label names and the tokenizer files, so a checkpoint stands alone."""
+        return {"labels": self.labels, "tokenizer_files": self._tokenizer_files}
+
+    @cached_property
+    def _tokenizer_files(self) -> dict[str, bytes]:
+        return tokenizer_files(self.tokenizer)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        check_checkpoint_matches(state, self.labels, self.tokenizer, "the data")
+
+
+def check_checkpoint_matches(state: dict[str, Any], labels: list[str], tokenizer, what: str) -> None:
+    """Stop when a checkpoint was trained on other classes or another vocabulary than the data uses now."""
+    if list(state.get("labels", labels)) != list(labels):
+        raise InputError(
+            f"the checkpoint was trained on labels {state['labels']}, but {what} has {labels}. "
+            "Use the data.labels the checkpoint was trained with (or leave data.labels unset)."
+        )
+    files = state.get("tokenizer_files")
+    if files is not None:
+        if tokenizer_from_files(files).get_vocab() != tokenizer.get_vocab():
+            raise InputError(
+                f"the checkpoint's tokenizer differs from {what}'s (data.tokenizer). Leave data.tokenizer unset "
+                "to use the tokenizer saved in the checkpoint."
+            )
+
+
+def _label_text(value: Any) -> str | None:
+    """Labels compare as text: JSON's 2 and CSV's "2" are the same class; empty means missing."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _label_sort_key(name: str) -> tuple:
+    """Integer-looking labels sort as numbers (so "10" comes after "9"), the rest alphabetically."""
+    return (0, int(name), "") if _is_int(name) else (1, 0, name)
+
+
+def _stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out `fraction` of each class (at least one row of any class with two or more), seeded."""
+    rng = random.Random(seed)
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(y, []).append(i)
+    held: list[int] = []
+    for y in sorted(by_class):
+        rows = by_class[y]
+        rng.shuffle(rows)
+        n = round(len(rows) * fraction)
+        held += rows[: max(n, 1) if len(rows) > 1 else 0]
+    held_set = set(held)
+    return [i for i in range(len(labels)) if i not in held_set], sorted(held)
+
+
+def _lines(lines: list[int], show: int = 10) -> str:
+    shown = ", ".join(str(n) for n in lines[:show])
+    return f"line{'s' if len(lines) > 1 else ''} {shown}{' and more' if len(lines) > show else ''}"
+
+
+def _stage_of(split: str) -> str:
+    return {"train": "fit", "validation": "validate", "test": "test", "predict": "predict"}[split]
+

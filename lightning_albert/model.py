@@ -1,0 +1,175 @@
+"""AlbertClassifier: the ALBERT model, the seed run's optimizer and schedule, and the metrics it reports."""
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import LightningModule
+from torchmetrics import MeanMetric, MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+from transformers import AlbertConfig, AlbertForSequenceClassification, get_linear_schedule_with_warmup
+
+from lightning_albert.errors import InputError
+
+
+class AlbertClassifier(LightningModule):
+    def __init__(
+        self,
+        pretrained: str | None = None,
+        config: str | dict[str, Any] | None = None,
+        num_labels: int = 2,
+        id2label: dict[int, str] | None = None,
+        vocab_size: int | None = None,
+        learning_rate: float = 1e-5,
+        adam_betas: tuple[float, float] = (0.9, 0.999),
+        adam_epsilon: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        warmup_ratio: float = 0.0,
+    ):
+        """ALBERT with a classification head, trained with the seed card's recipe by default.
+
+        Args:
+            pretrained: Hub name or local folder of pretrained weights (`from_pretrained`), e.g. albert-base-v2.
+            config: Build a randomly initialised ALBERT instead: a JSON file path or inline AlbertConfig values.
+                Used when `pretrained` is unset (the offline path).
+            num_labels: Number of classes (linked from the data).
+            id2label: Class names by id (linked from the data); written into the model's config.
+            vocab_size: Rows of the embedding table (linked from the data's tokenizer).
+            learning_rate: Peak learning rate of AdamW.
+            adam_betas: AdamW's betas.
+            adam_epsilon: AdamW's epsilon.
+            weight_decay: AdamW's decoupled weight decay; biases and LayerNorm weights never decay.
+            warmup_steps: Optimizer steps of linear warmup before the linear decay to 0.
+            warmup_ratio: Warmup as a share of all optimizer steps; used when warmup_steps is 0.
+        """
+        super().__init__()
+        self.save_hyperparameters()
+        self.id2label = {int(k): str(v) for k, v in (id2label or {i: f"LABEL_{i}" for i in range(num_labels)}).items()}
+        if len(self.id2label) != num_labels:
+            raise InputError(f"model.id2label has {len(self.id2label)} names but model.num_labels is {num_labels}.")
+        self.model = build_albert(pretrained, config, self.id2label, vocab_size)
+
+        def metrics(prefix: str) -> MetricCollection:
+            # Accuracy is micro (share of correct predictions), as in the seed card; torchmetrics' default is
+            # macro, which is balanced accuracy. Precision, recall and F1 are macro averages over classes.
+            return MetricCollection(
+                {
+                    "accuracy": MulticlassAccuracy(num_labels, average="micro"),
+                    "precision": MulticlassPrecision(num_labels, average="macro"),
+                    "recall": MulticlassRecall(num_labels, average="macro"),
+                    "f1": MulticlassF1Score(num_labels, average="macro"),
+                },
+                prefix=prefix,
+            )
+
+        self.val_metrics = metrics("val_")
+        self.test_metrics = metrics("test_")
+        # Means as metric objects: summed across processes under DDP before dividing, so epoch figures are exact.
+        self.train_loss = MeanMetric()
+        self.val_loss = MeanMetric()
+        self.test_loss = MeanMetric()
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Logits for a batch from the DataModule (extra keys such as `labels` and `row` are ignored)."""
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return self.model(**inputs).logits
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = torch.nn.functional.cross_entropy(self(batch), batch["labels"])
+        # The card's "Training Loss" is the plain mean of the epoch's per-step losses.
+        self.train_loss.update(loss.detach())
+        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True)
+        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        return loss
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.val_loss, self.val_metrics, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, self.test_loss, self.test_metrics, "test")
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], loss: MeanMetric, metrics: MetricCollection, stage: str):
+        logits = self(batch)
+        labels = batch["labels"]
+        # Weighted by batch size: the loss is a mean over samples, not over batches (the last one is smaller).
+        loss.update(torch.nn.functional.cross_entropy(logits, labels), weight=labels.numel())
+        metrics.update(logits, labels)
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True)
+        self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
+        probs = self(batch).float().softmax(dim=-1)
+        label_ids = probs.argmax(dim=-1)
+        return {
+            "row": batch["row"].cpu(),
+            "label_id": label_ids.cpu(),
+            "label": [self.id2label[i] for i in label_ids.tolist()],
+            "probs": probs.cpu(),
+        }
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        hp = self.hparams
+        decay, no_decay = [], []
+        for name, param in self.named_parameters():
+            if param.requires_grad:
+                (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=hp.learning_rate,
+            betas=tuple(hp.adam_betas),
+            eps=hp.adam_epsilon,
+        )
+        total = self.trainer.estimated_stepping_batches
+        warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
+        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def build_albert(
+    pretrained: str | None,
+    config: str | dict[str, Any] | None,
+    id2label: dict[int, str],
+    vocab_size: int | None,
+) -> AlbertForSequenceClassification:
+    """Load pretrained ALBERT weights, or build a fresh ALBERT from a config (file or inline values)."""
+    labels = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    if pretrained:
+        try:
+            model = AlbertForSequenceClassification.from_pretrained(pretrained, **labels)
+        except OSError as e:
+            raise InputError(
+                f"model.pretrained: cannot load '{pretrained}' ({str(e).splitlines()[0]}). Give a local folder with "
+                "config.json and weights, a hub name (needs the network), or use model.config to build from scratch."
+            ) from None
+        if vocab_size is not None and vocab_size > model.config.vocab_size:
+            raise InputError(
+                f"the tokenizer has {vocab_size} pieces but '{pretrained}' has embeddings for "
+                f"{model.config.vocab_size}: use the model's own tokenizer (data.tokenizer: {pretrained})."
+            )
+        return model
+    if config is None:
+        raise InputError(
+            "the model needs model.pretrained (a hub name or folder, e.g. albert-base-v2) or model.config "
+            "(an AlbertConfig JSON file or inline values, to train from scratch)."
+        )
+    values = dict(config) if isinstance(config, dict) else _read_config_file(config)
+    if vocab_size is not None:
+        values["vocab_size"] = vocab_size
+    try:
+        albert_config = AlbertConfig(**{**values, **labels})
+    except (TypeError, ValueError) as e:
+        raise InputError(f"model.config: {e}") from None
+    return AlbertForSequenceClassification(albert_config)
+
+
+def _read_config_file(path: str) -> dict[str, Any]:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise InputError(f"model.config: no such file '{path}'.") from None
+    except json.JSONDecodeError as e:
+        raise InputError(f"model.config: {path}, line {e.lineno}: not valid JSON ({e.msg}).") from None

@@ -1,0 +1,69 @@
+"""Writing `predict`'s output: one CSV row per input row, in input order, with each class's probability."""
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from lightning.pytorch import Callback, LightningModule, Trainer
+
+from lightning_albert.files import atomic_write
+
+
+class PredictionsWriter(Callback):
+    """Collects each batch's predictions and writes them once at the end, on rank 0.
+
+    Rows carry their index in the input file, so the output is in input order and, under DDP, rows the
+    distributed sampler repeated to even out the ranks are written once.
+    """
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path else None
+        self._rows: dict[int, dict[str, Any]] = {}
+
+    def resolved_path(self, trainer: Trainer) -> Path:
+        return self.path or Path(trainer.log_dir or ".") / "predictions.csv"
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        for i, row in enumerate(outputs["row"].tolist()):
+            self._rows[row] = {"label": outputs["label"][i], "probs": outputs["probs"][i].tolist()}
+
+    def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        rows = self._rows
+        if dist.is_available() and dist.is_initialized() and trainer.world_size > 1:
+            gathered: list[dict] = [{} for _ in range(trainer.world_size)]
+            dist.all_gather_object(gathered, rows)
+            rows = {k: v for part in gathered for k, v in part.items()}
+        if trainer.is_global_zero:
+            self.write(trainer, pl_module, rows)
+
+    def write(self, trainer: Trainer, pl_module: LightningModule, rows: dict[int, dict[str, Any]]) -> None:
+        data = trainer.datamodule
+        split = data.split("predict")
+        table = data._table("predict")
+        names = [pl_module.id2label[i] for i in range(len(pl_module.id2label))]
+        header = ["row"] + ([data.id_column] if data.id_column else []) + [data.text_column]
+        header += [data.text_pair_column] if data.text_pair_column else []
+        header += ["label"] + [f"prob_{n}" for n in names]
+        path = self.resolved_path(trainer)
+        with atomic_write(path, newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            for k, r in enumerate(split.rows):
+                source = table.rows[r]
+                values = [r] + ([split.ids[k]] if data.id_column else []) + [source.get(data.text_column) or ""]
+                values += [source.get(data.text_pair_column) or ""] if data.text_pair_column else []
+                values += [rows[r]["label"]] + [f"{p:.8g}" for p in rows[r]["probs"]]
+                writer.writerow(values)
+        print(f"Wrote {len(split.rows)} predictions to {path}")
+
+
+def read_predictions(path: str | Path) -> list[dict[str, str]]:
+    """The predictions file as a list of dicts (a convenience for tests and notebooks)."""
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def probabilities(rows: list[dict[str, str]], names: list[str]) -> torch.Tensor:
+    return torch.tensor([[float(r[f"prob_{n}"]) for n in names] for r in rows])

@@ -1,0 +1,177 @@
+"""Reading a user's labelled text file into rows, with errors that name the file and the line.
+
+The standard library's `csv` and `json` readers are used on purpose: they report exact line numbers, which a
+user needs to find a ragged row or a stray quote, and they add no dependency.
+"""
+
+import csv
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lightning_albert.errors import InputError
+
+DELIMITED = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
+JSON_LINES = {".jsonl", ".ndjson"}
+SUPPORTED = sorted([*DELIMITED, *JSON_LINES, ".json"])
+
+
+@dataclass
+class Table:
+    """The rows of one file, each with the line it starts on (1-based, the header being line 1 in CSV)."""
+
+    path: Path
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]
+
+    def column(self, name: str, role: str) -> list[Any]:
+        """The values of column `name`, or an error that lists the columns the file has."""
+        if name not in self.columns:
+            raise InputError(
+                f"{self.path}: no column '{name}' (the {role} column). The file has columns: "
+                f"{', '.join(repr(c) for c in self.columns)}. Set the data.{role}_column option to one of them."
+            )
+        return [row.get(name) for row in self.rows]
+
+
+def read_table(path: str | Path, encoding: str = "utf-8") -> Table:
+    """Read a CSV, TSV, JSON Lines or JSON (array of objects) file, chosen by its extension."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in DELIMITED and suffix not in JSON_LINES and suffix != ".json":
+        raise InputError(f"{path}: unknown file type '{suffix}'. Use one of: {', '.join(SUPPORTED)}.")
+    if not path.exists():
+        raise InputError(f"{path}: no such file. Check the path (relative paths start from {Path.cwd()}).")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a data file.")
+    text = _decode(path, encoding)
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty. It needs a header line and at least one row.")
+    if suffix in DELIMITED:
+        table = _read_delimited(path, text, DELIMITED[suffix])
+    elif suffix in JSON_LINES:
+        table = _read_json_lines(path, text)
+    else:
+        table = _read_json_array(path, text)
+    if not table.rows:
+        raise InputError(f"{path}: has a header but no rows of data.")
+    return table
+
+
+def _decode(path: Path, encoding: str) -> str:
+    raw = path.read_bytes()
+    # utf-8-sig reads plain UTF-8 too and drops the byte-order mark Excel writes.
+    codec = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    try:
+        return raw.decode(codec)
+    except LookupError:
+        raise InputError(f"data.encoding: '{encoding}' is not a known text encoding (try utf-8 or latin-1).") from None
+    except UnicodeDecodeError as e:
+        line = raw.count(b"\n", 0, e.start) + 1
+        raise InputError(
+            f"{path}, line {line}: byte 0x{raw[e.start]:02x} is not valid {encoding}. Save the file as UTF-8, "
+            f"or set data.encoding to the file's encoding (for example --data.encoding latin-1)."
+        ) from None
+
+
+def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    kind = "CSV" if delimiter == "," else "TSV"
+    rows, lines = [], []
+    columns: list[str] | None = None
+    start = 1
+    try:
+        for record in reader:
+            if not record or (len(record) == 1 and not record[0].strip() and columns is not None):
+                start = reader.line_num + 1
+                continue
+            if columns is None:
+                columns = [c.strip() for c in record]
+                _check_header(path, columns)
+            elif len(record) != len(columns):
+                raise InputError(
+                    f"{path}, line {start}: {len(record)} fields where the header has {len(columns)} "
+                    f"({', '.join(columns)}). A field that contains '{delimiter if delimiter == ',' else 'a tab'}' "
+                    f'must be wrapped in double quotes ("...").'
+                )
+            else:
+                rows.append(dict(zip(columns, record)))
+                lines.append(start)
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise InputError(
+            f"{path}, line {start}: malformed {kind} ({e}). Most often a double quote opened on this line is "
+            f'never closed; a quote inside a quoted field is written twice ("").'
+        ) from None
+    if columns is None:
+        raise InputError(f"{path}: the file is empty. It needs a header line and at least one row.")
+    return Table(path, columns, rows, lines)
+
+
+def _check_header(path: Path, columns: list[str]) -> None:
+    seen = set()
+    for c in columns:
+        if c in seen:
+            raise InputError(f"{path}, line 1: the header names column '{c}' twice. Column names must be unique.")
+        seen.add(c)
+
+
+def _read_json_lines(path: Path, text: str) -> Table:
+    rows, lines = [], []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}, line {number}: not valid JSON ({e.msg}, column {e.colno}).") from None
+        if not isinstance(obj, dict):
+            raise InputError(f'{path}, line {number}: each line must be a JSON object like {{"text": ..., "label": ...}}.')
+        rows.append(obj)
+        lines.append(number)
+    return Table(path, _columns_of(rows), rows, lines)
+
+
+def _read_json_array(path: Path, text: str) -> Table:
+    """Read `[{...}, {...}]` item by item with raw_decode, so that each item keeps its line number."""
+    decoder = json.JSONDecoder()
+    i = _skip_space(text, 0)
+    if text[i] != "[":
+        raise InputError(f"{path}: a .json file must hold an array of objects ([{{...}}, ...]); use .jsonl for JSON Lines.")
+    rows, lines = [], []
+    i = _skip_space(text, i + 1)
+    while i < len(text) and text[i] != "]":
+        line = text.count("\n", 0, i) + 1
+        try:
+            obj, i = decoder.raw_decode(text, i)
+        except json.JSONDecodeError as e:
+            raise InputError(f"{path}, line {e.lineno}: not valid JSON ({e.msg}, column {e.colno}).") from None
+        if not isinstance(obj, dict):
+            raise InputError(f"{path}, line {line}: item {len(rows) + 1} of the array is not an object.")
+        rows.append(obj)
+        lines.append(line)
+        i = _skip_space(text, i)
+        if i < len(text) and text[i] == ",":
+            i = _skip_space(text, i + 1)
+        elif i >= len(text) or text[i] != "]":
+            line = text.count("\n", 0, min(i, len(text))) + 1
+            raise InputError(f"{path}, line {line}: expected ',' or ']' after item {len(rows)} of the array.")
+    if i >= len(text):
+        raise InputError(f"{path}: the array is never closed with ']'.")
+    return Table(path, _columns_of(rows), rows, lines)
+
+
+def _skip_space(text: str, i: int) -> int:
+    while i < len(text) and text[i].isspace():
+        i += 1
+    return i
+
+
+def _columns_of(rows: list[dict]) -> list[str]:
+    columns: dict[str, None] = {}
+    for row in rows:
+        columns.update(dict.fromkeys(row))
+    return list(columns)
