@@ -1,7 +1,7 @@
 """The command line: LightningCLI with the seed recipe's defaults, the data-to-model links, and run folders.
 
-    python -m lightning_albert fit --config configs/quickstart.yaml
-    python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
+python -m lightning_albert fit --config configs/quickstart.yaml
+python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
 """
 
 import os
@@ -16,7 +16,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
-from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
+from lightning_albert.data import TextClassificationDataModule
 from lightning_albert.errors import InputError
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
@@ -68,9 +68,7 @@ class AlbertCLI(LightningCLI):
                 default=None,
                 help="Where to write the predictions CSV (default: predictions.csv in the run's log folder).",
             )
-            parser.add_argument(
-                "--overwrite", type=bool, default=False, help="Replace an existing --predictions_file."
-            )
+            parser.add_argument("--overwrite", type=bool, default=False, help="Replace an existing --predictions_file.")
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:

@@ -238,7 +238,7 @@ class TextClassificationDataModule(LightningDataModule):
             )
         if unknown:
             value, line = next(iter(unknown.items()))
-            source = "data.labels" if self._given_labels is not None else f"the training file's labels"
+            source = "data.labels" if self._given_labels is not None else "the training file's labels"
             raise InputError(
                 f"{table.path}, line {line}: label '{value}' is not one of {source} "
                 f"({', '.join(self.labels)}){f' ({len(unknown)} unknown labels in all)' if len(unknown) > 1 else ''}. "
@@ -267,7 +267,9 @@ class TextClassificationDataModule(LightningDataModule):
         table, rows = self._rows(split)
         labelled = split != "predict"
         texts = self._texts(table, self.text_column, "text", keep_empty=True)
-        pairs = self._texts(table, self.text_pair_column, "text_pair", keep_empty=True) if self.text_pair_column else None
+        pairs = (
+            self._texts(table, self.text_pair_column, "text_pair", keep_empty=True) if self.text_pair_column else None
+        )
         if labelled:
             empty = [r for r in rows if not texts[r].strip()]
             if empty and not self.drop_empty_texts:
@@ -417,4 +419,3 @@ def _lines(lines: list[int], show: int = 10) -> str:
 
 def _stage_of(split: str) -> str:
     return {"train": "fit", "validation": "validate", "test": "test", "predict": "predict"}[split]
-

@@ -9,7 +9,7 @@ import torch
 from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
-from transformers import AlbertConfig, AlbertForSequenceClassification, get_linear_schedule_with_warmup
+from transformers import AlbertConfig, AlbertForSequenceClassification, get_scheduler
 
 from lightning_albert.errors import InputError
 
@@ -26,6 +26,7 @@ class AlbertClassifier(LightningModule):
         adam_betas: tuple[float, float] = (0.9, 0.999),
         adam_epsilon: float = 1e-8,
         weight_decay: float = 0.0,
+        lr_scheduler_type: str = "linear",
         warmup_steps: int = 0,
         warmup_ratio: float = 0.0,
     ):
@@ -42,6 +43,8 @@ class AlbertClassifier(LightningModule):
             adam_betas: AdamW's betas.
             adam_epsilon: AdamW's epsilon.
             weight_decay: AdamW's decoupled weight decay; biases and LayerNorm weights never decay.
+            lr_scheduler_type: A transformers schedule name (linear, cosine, constant_with_warmup, ...), stepped
+                after every optimizer step over all of training's steps; linear decays to 0 at the last step.
             warmup_steps: Optimizer steps of linear warmup before the linear decay to 0.
             warmup_ratio: Warmup as a share of all optimizer steps; used when warmup_steps is 0.
         """
@@ -124,7 +127,12 @@ class AlbertClassifier(LightningModule):
         )
         total = self.trainer.estimated_stepping_batches
         warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
-        scheduler = get_linear_schedule_with_warmup(optimizer, warmup, total)
+        try:
+            scheduler = get_scheduler(
+                hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total
+            )
+        except ValueError as e:
+            raise InputError(f"model.lr_scheduler_type: {e}") from None
         # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

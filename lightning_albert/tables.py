@@ -129,7 +129,9 @@ def _read_json_lines(path: Path, text: str) -> Table:
         except json.JSONDecodeError as e:
             raise InputError(f"{path}, line {number}: not valid JSON ({e.msg}, column {e.colno}).") from None
         if not isinstance(obj, dict):
-            raise InputError(f'{path}, line {number}: each line must be a JSON object like {{"text": ..., "label": ...}}.')
+            raise InputError(
+                f'{path}, line {number}: each line must be a JSON object like {{"text": ..., "label": ...}}.'
+            )
         rows.append(obj)
         lines.append(number)
     return Table(path, _columns_of(rows), rows, lines)
@@ -140,7 +142,9 @@ def _read_json_array(path: Path, text: str) -> Table:
     decoder = json.JSONDecoder()
     i = _skip_space(text, 0)
     if text[i] != "[":
-        raise InputError(f"{path}: a .json file must hold an array of objects ([{{...}}, ...]); use .jsonl for JSON Lines.")
+        raise InputError(
+            f"{path}: a .json file must hold an array of objects ([{{...}}, ...]); use .jsonl for JSON Lines."
+        )
     rows, lines = [], []
     i = _skip_space(text, i + 1)
     while i < len(text) and text[i] != "]":

@@ -39,7 +39,9 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True) -> subproce
         timeout=600,
     )
     if check and result.returncode != 0:
-        raise AssertionError(f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}")
+        raise AssertionError(
+            f"exit {result.returncode}\nSTDOUT:\n{result.stdout[-3000:]}\nSTDERR:\n{result.stderr[-5000:]}"
+        )
     return result
 
 
