@@ -7,6 +7,7 @@ python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
 import os
 import sys
 import tempfile
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +21,11 @@ from lightning_albert.data import TextClassificationDataModule
 from lightning_albert.errors import InputError
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
-from lightning_albert.run_folder import SaveTokenizer
+from lightning_albert.run_folder import RunFolderWriter
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
+TOOLS = ("report", "export")
 
 
 class AlbertCLI(LightningCLI):
@@ -123,7 +125,7 @@ class AlbertCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
         callbacks = list(trainer_config.get("callbacks") or [])
         if self.subcommand == "fit":
-            callbacks.append(SaveTokenizer())
+            callbacks.append(RunFolderWriter())
         if self.subcommand == "predict":
             config = self.config["predict"]
             callbacks.append(PredictionsWriter(config.get("predictions_file")))
@@ -150,10 +152,18 @@ def default_loggers(root: str) -> list:
     return [csv_logger, tensorboard]
 
 
-def main(args: Any = None) -> None:
-    """Run the CLI; a problem with the user's input prints one paragraph and exits with status 2."""
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; a problem with the user's input prints one paragraph and exits with status 2.
+
+    `report` and `export` work on finished runs and need no Trainer: they are plain commands beside
+    LightningCLI's fit / validate / test / predict.
+    """
+    argv = sys.argv[1:] if args is None else list(args)
     try:
-        AlbertCLI(args=args)
+        if argv and argv[0] in TOOLS:
+            import_module(f"lightning_albert.{argv[0]}").main(argv[1:])
+        else:
+            AlbertCLI(args=argv)
     except Exception as e:
         error = _input_error(e)
         if error is None or os.environ.get("LIGHTNING_ALBERT_DEBUG"):

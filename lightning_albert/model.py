@@ -8,7 +8,13 @@ from typing import Any
 import torch
 from lightning.pytorch import LightningModule
 from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassPrecision, MulticlassRecall
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassPrecision,
+    MulticlassRecall,
+)
 from transformers import AlbertConfig, AlbertForSequenceClassification, get_scheduler
 
 from lightning_albert.errors import InputError
@@ -74,6 +80,10 @@ class AlbertClassifier(LightningModule):
         self.train_loss = MeanMetric()
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
+        # Not logged (a matrix is no scalar): kept after each evaluation for the report's per-class table.
+        self.val_confusion = MulticlassConfusionMatrix(num_labels)
+        self.test_confusion = MulticlassConfusionMatrix(num_labels)
+        self.confusion_matrix: torch.Tensor | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a batch from the DataModule (extra keys such as `labels` and `row` are ignored)."""
@@ -89,19 +99,32 @@ class AlbertClassifier(LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_metrics, "val")
+        self._evaluate(batch, self.val_loss, self.val_metrics, self.val_confusion, "val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_metrics, "test")
+        self._evaluate(batch, self.test_loss, self.test_metrics, self.test_confusion, "test")
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], loss: MeanMetric, metrics: MetricCollection, stage: str):
+    def _evaluate(self, batch, loss: MeanMetric, metrics: MetricCollection, confusion, stage: str) -> None:
         logits = self(batch)
         labels = batch["labels"]
         # Weighted by batch size: the loss is a mean over samples, not over batches (the last one is smaller).
         loss.update(torch.nn.functional.cross_entropy(logits, labels), weight=labels.numel())
         metrics.update(logits, labels)
+        confusion.update(logits, labels)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.confusion_matrix = self.val_confusion.compute().cpu()  # synced across processes by torchmetrics
+        self.val_confusion.reset()
+
+    def on_test_epoch_end(self) -> None:
+        self.confusion_matrix = self.test_confusion.compute().cpu()
+        self.test_confusion.reset()
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # The full transformers config, so a checkpoint exports or rebuilds without the hub or a config file.
+        checkpoint["albert_config"] = self.model.config.to_dict()
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         probs = self(batch).float().softmax(dim=-1)

@@ -1,17 +1,77 @@
-"""What a fit leaves in its run folder besides logs and checkpoints."""
+"""What a fit leaves in its run folder besides Lightning's logs and checkpoints.
 
+tokenizer/       the tokenizer (a trained one exists only in memory until fit starts)
+report.json      per validation: optimizer step and confusion matrix; labels and run facts
+README.md        the model card, with learning_curves.png and confusion_matrix.png
+hf_model/        the best checkpoint exported for transformers
+"""
+
+import json
 from pathlib import Path
+from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 
+from lightning_albert.export import export_checkpoint
+from lightning_albert.files import atomic_write
+from lightning_albert.report import write_report
 
-class SaveTokenizer(Callback):
-    """Saves the data's tokenizer to `<run>/tokenizer/` when fit starts, beside config.yaml and checkpoints.
+EXPORT_FOLDER = "hf_model"
 
-    A trained tokenizer exists only in memory until then; with it saved, the run folder is complete even if
-    the checkpoints (which carry the tokenizer too) are moved away.
-    """
+
+class RunFolderWriter(Callback):
+    """Writes on rank 0 only; every number it records was already synced across processes by torchmetrics."""
+
+    def __init__(self) -> None:
+        self.report: dict[str, Any] = {}
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.is_global_zero and trainer.log_dir:
-            trainer.datamodule.tokenizer.save_pretrained(Path(trainer.log_dir) / "tokenizer")
+        if not trainer.is_global_zero:
+            return
+        data = trainer.datamodule
+        data.tokenizer.save_pretrained(self._folder(trainer) / "tokenizer")
+        self.report = {
+            "labels": list(data.labels),
+            "facts": {
+                "world_size": trainer.world_size,
+                "strategy": type(trainer.strategy).__name__,
+                "precision": trainer.precision,
+                "train_examples": len(data.split("train")),
+                "validation_examples": len(data.split("validation")),
+                "vocab_size": data.vocab_size,
+            },
+            "evaluations": [],
+        }
+        self._save(trainer)
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero or pl_module.confusion_matrix is None:
+            return
+        self.report["evaluations"].append(
+            {
+                "epoch": trainer.current_epoch,
+                "step": trainer.global_step,
+                "confusion_matrix": pl_module.confusion_matrix.tolist(),
+            }
+        )
+        self._save(trainer)
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        folder = self._folder(trainer)
+        checkpoint = trainer.checkpoint_callback
+        best = checkpoint and (checkpoint.best_model_path or checkpoint.last_model_path)
+        if best:
+            export_checkpoint(best, folder / EXPORT_FOLDER, overwrite=True)
+        for logger in trainer.loggers:  # metrics.csv complete before the card reads it
+            logger.save()
+        write_report(folder)
+
+    @staticmethod
+    def _folder(trainer: Trainer) -> Path:
+        return Path(trainer.log_dir)
+
+    def _save(self, trainer: Trainer) -> None:
+        with atomic_write(self._folder(trainer) / "report.json", encoding="utf-8") as f:
+            json.dump(self.report, f, indent=1)

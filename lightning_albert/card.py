@@ -1,0 +1,232 @@
+"""The model card: the Hugging Face Trainer's card format, reporting the best checkpoint and the last epoch.
+
+Keys and order follow `../shared/seed-model-card.md`, so the two can be compared line by line; what a Trainer
+card hides (which epoch was best, per-class results, the confusion matrix) is added after.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_albert.history import METRICS, Evaluation, RunHistory, per_class
+
+PLOTS = {"learning_curves.png": "Learning curves", "confusion_matrix.png": "Confusion matrix"}
+
+
+def render_card(run: RunHistory) -> str:
+    model, data, trainer = (run.config.get(k) or {} for k in ("model", "data", "trainer"))
+    base = model.get("pretrained")
+    name = _model_name(base, data.get("train_file"))
+    best, last = run.best, run.last
+    parts = [_front_matter(run, name, base), f"# {name}\n"]
+    if base:
+        link = f"[{base}](https://huggingface.co/{base})" if not Path(str(base)).exists() else f"`{base}`"
+        parts.append(f"This model is a fine-tuned version of {link} on {_data_name(data)}.")
+    else:
+        parts.append(f"This model is an ALBERT trained from scratch ({_architecture(model)}) on {_data_name(data)}.")
+    if best is not None:
+        parts.append(
+            f"It achieves the following results on the evaluation set with its best checkpoint, "
+            f"epoch {best.epoch + 1} (step {best.step}), chosen by {_monitor(run)}:"
+        )
+        parts.append(_results(best))
+        if last is not None and last is not best:
+            parts.append(f"The last evaluation, epoch {last.epoch + 1} (step {last.step}), gave:")
+            parts.append(_results(last))
+    else:
+        parts.append("The run recorded no evaluation.")
+    labels = run.labels or [str(v) for v in (run.facts.get("labels") or [])]
+    parts.append("## Model description\n")
+    parts.append(
+        f"ALBERT with a sequence-classification head over {len(labels)} classes: "
+        f"{', '.join(f'`{x}`' for x in labels)}. The label names are in the exported `config.json` (`id2label`)."
+    )
+    parts.append("## Intended uses & limitations\n")
+    parts.append(
+        "Classifies texts like those it was trained on into the classes above. It has seen only "
+        f"{run.facts.get('train_examples', 'the')} training examples; check it on your own data before relying on "
+        "it, and read the per-class results below: a good average can hide a weak class."
+    )
+    parts.append("## Training and evaluation data\n")
+    parts.append(_data_section(data, run.facts))
+    parts.append("## Training procedure\n")
+    parts.append("### Training hyperparameters\n")
+    parts.append("The following hyperparameters were used during training:")
+    parts.append("\n".join(f"- {k}: {v}" for k, v in _hyperparameters(run, model, data, trainer)))
+    parts.append("### Training results\n")
+    parts.append(_results_table(run.evaluations))
+    if best is not None and best.confusion_matrix and labels:
+        parts.append(f"### Per-class results of the best checkpoint (epoch {best.epoch + 1}, validation set)\n")
+        parts.append(_per_class_table(best.confusion_matrix, labels))
+        parts.append("Confusion matrix (rows: true class, columns: predicted class):\n")
+        parts.append(_confusion_table(best.confusion_matrix, labels))
+    pictures = [f"![{title}]({file})" for file, title in PLOTS.items() if (run.folder / file).is_file()]
+    if pictures:
+        parts.append("\n".join(pictures))
+    parts.append("### Framework versions\n")
+    parts.append("\n".join(f"- {label} {_version(pkg)}" for label, pkg in _FRAMEWORKS))
+    return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
+
+
+_FRAMEWORKS = [
+    ("Transformers", "transformers"),
+    ("Pytorch", "torch"),
+    ("Tokenizers", "tokenizers"),
+    ("Lightning", "lightning"),
+    ("torchmetrics", "torchmetrics"),
+]
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
+def _front_matter(run: RunHistory, name: str, base: str | None) -> str:
+    meta: dict[str, Any] = {"license": "apache-2.0", "library_name": "transformers"}
+    if base:
+        meta["base_model"] = str(base)
+    meta["tags"] = ["text-classification", "albert", "lightning", "generated_from_lightning_albert"]
+    meta["metrics"] = list(METRICS)
+    results = []
+    if run.best is not None:
+        data_name = _data_name((run.config.get("data") or {}), plain=True)
+        results.append(
+            {
+                "task": {"type": "text-classification", "name": "Text Classification"},
+                "dataset": {"name": data_name, "type": data_name, "split": "validation"},
+                "metrics": [
+                    {"type": "loss", "value": round(run.best.val_loss, 4), "name": "Loss"},
+                    *({"type": m, "value": round(run.best.metrics[m], 4), "name": m.title()} for m in METRICS),
+                ],
+            }
+        )
+    meta["model-index"] = [{"name": name, "results": results}]
+    return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"
+
+
+def _results(e: Evaluation) -> str:
+    lines = [f"- Loss: {e.val_loss:.4f}"] + [f"- {m.title()}: {e.metrics[m]:.4f}" for m in METRICS]
+    return "\n".join(lines)
+
+
+def _results_table(evaluations: list[Evaluation]) -> str:
+    header = "| Training Loss | Epoch | Step | Validation Loss | Accuracy | Precision | Recall | F1     |"
+    rule = "|:-------------:|:-----:|:----:|:---------------:|:--------:|:---------:|:------:|:------:|"
+    rows = [header, rule]
+    for e in evaluations:
+        train = f"{e.train_loss:.4f}" if e.train_loss is not None else "No log"
+        values = [train, f"{e.epoch + 1:.1f}", str(e.step), f"{e.val_loss:.4f}"]
+        values += [f"{e.metrics[m]:.4f}" for m in METRICS]
+        rows.append("| " + " | ".join(values) + " |")
+    return "\n".join(rows)
+
+
+def _per_class_table(confusion: list[list[int]], labels: list[str]) -> str:
+    rows = ["| Class | Precision | Recall | F1 | Support |", "|:------|:---------:|:------:|:--:|:-------:|"]
+    for r in per_class(confusion, labels):
+        rows.append(f"| {r['label']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |")
+    return "\n".join(rows)
+
+
+def _confusion_table(confusion: list[list[int]], labels: list[str]) -> str:
+    rows = ["| true \\ predicted | " + " | ".join(labels) + " |", "|:--|" + "--:|" * len(labels)]
+    for name, counts in zip(labels, confusion):
+        rows.append(f"| **{name}** | " + " | ".join(str(c) for c in counts) + " |")
+    return "\n".join(rows)
+
+
+def _hyperparameters(run: RunHistory, model: dict, data: dict, trainer: dict) -> list[tuple[str, Any]]:
+    betas = tuple(model.get("adam_betas") or (0.9, 0.999))
+    items: list[tuple[str, Any]] = [
+        ("learning_rate", _number(model.get("learning_rate", 1e-5))),
+        ("train_batch_size", data.get("batch_size", 8)),
+        ("eval_batch_size", data.get("eval_batch_size", 8)),
+        ("seed", run.config.get("seed_everything")),
+        (
+            "optimizer",
+            f"AdamW with betas=({betas[0]},{betas[1]}) and epsilon={_number(model.get('adam_epsilon', 1e-8))}",
+        ),
+        ("lr_scheduler_type", model.get("lr_scheduler_type", "linear")),
+    ]
+    if model.get("warmup_steps"):
+        items.append(("lr_scheduler_warmup_steps", model["warmup_steps"]))
+    elif model.get("warmup_ratio"):
+        items.append(("lr_scheduler_warmup_ratio", model["warmup_ratio"]))
+    items.append(("num_epochs", trainer.get("max_epochs")))
+    if model.get("weight_decay"):
+        items.append(("weight_decay", model["weight_decay"]))
+    accumulate = trainer.get("accumulate_grad_batches") or 1
+    world = run.facts.get("world_size", 1)
+    if accumulate != 1:
+        items.append(("gradient_accumulation_steps", accumulate))
+    if accumulate * world != 1:
+        items.append(("total_train_batch_size", data.get("batch_size", 8) * accumulate * world))
+    if world != 1:
+        items.append(("distributed_type", run.facts.get("strategy", "multi-process")))
+        items.append(("num_devices", world))
+    precision = str(run.facts.get("precision", trainer.get("precision") or "32-true"))
+    if precision not in ("32", "32-true"):
+        items.append(("mixed_precision_training", precision))
+    clip = trainer.get("gradient_clip_val")
+    if clip != 1.0:  # the Trainer card's hidden default is 1.0; say so when it differs
+        items.append(("max_grad_norm", clip if clip else "none"))
+    return items
+
+
+def _number(value: Any) -> str:
+    """1e-05 as the Trainer prints it, whatever YAML made of it."""
+    return f"{float(value):g}" if isinstance(value, (int, float, str)) else str(value)
+
+
+def _architecture(model: dict) -> str:
+    config = model.get("config")
+    if isinstance(config, dict):
+        keys = ("hidden_size", "num_hidden_layers", "num_attention_heads", "embedding_size")
+        return ", ".join(f"{k} {config[k]}" for k in keys if k in config) or "configuration in config.yaml"
+    return f"configuration {config}"
+
+
+def _model_name(base: str | None, train_file: str | None) -> str:
+    stem = Path(str(base)).name if base else "albert-from-scratch"
+    return f"{stem}-{_dataset_stem(train_file)}" if train_file else stem
+
+
+def _dataset_stem(path: str | None) -> str:
+    p = Path(str(path))
+    generic = p.stem.lower() in {"train", "training", "data", "dataset"}
+    return p.parent.name if generic and p.parent.name else p.stem
+
+
+def _data_name(data: dict, plain: bool = False) -> str:
+    name = _dataset_stem(data.get("train_file")) if data.get("train_file") else "an unknown dataset"
+    return name if plain else f"`{name}`" if data.get("train_file") else name
+
+
+def _data_section(data: dict, facts: dict) -> str:
+    lines = []
+    for key, role, fact in (
+        ("train_file", "Training", "train_examples"),
+        ("validation_file", "Validation", "validation_examples"),
+        ("test_file", "Test", None),
+    ):
+        if data.get(key):
+            count = facts.get(fact) if fact else None
+            lines.append(f"- {role}: `{data[key]}`" + (f" ({count} examples)" if count else ""))
+    if not data.get("validation_file") and data.get("train_file"):
+        lines.append(
+            f"- Validation: a stratified {data.get('val_split', 0.1):.0%} of the training file "
+            f"(seed {data.get('split_seed', 42)})"
+            + (f", {facts['validation_examples']} examples" if facts.get("validation_examples") else "")
+        )
+    lines.append(f"- Texts are truncated to {data.get('max_length', 128)} tokens.")
+    return "\n".join(lines)
+
+
+def _monitor(run: RunHistory) -> str:
+    checkpoint = run.config.get("checkpoint") or {}
+    return f"{checkpoint.get('mode', 'max')} {checkpoint.get('monitor', 'val_f1')}"

@@ -1,0 +1,61 @@
+"""Exporting a checkpoint as a Hugging Face folder that `transformers` loads directly.
+
+    python -m lightning_albert export <checkpoint.ckpt | run folder> <output folder>
+
+Built from what the checkpoint carries (the transformers config, the weights, the tokenizer files), so it
+needs neither the hub nor the files the run was trained from.
+"""
+
+import argparse
+import shutil
+import tempfile
+from pathlib import Path
+
+from transformers import AlbertConfig, AlbertForSequenceClassification
+
+from lightning_albert.checkpoints import DATA_STATE_KEY, best_checkpoint, load_checkpoint
+from lightning_albert.errors import InputError
+from lightning_albert.tokenizer import tokenizer_from_files
+
+
+def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool = False) -> Path:
+    """Write `save_pretrained` model and tokenizer files of `ckpt_path` into `output`; return `output`."""
+    output = Path(output)
+    if output.exists() and any(output.iterdir()) and not overwrite:
+        raise InputError(f"export: {output} exists and is not empty. Choose another folder, or pass --overwrite.")
+    checkpoint = load_checkpoint(ckpt_path)
+    if "albert_config" not in checkpoint or DATA_STATE_KEY not in checkpoint:
+        raise InputError(f"export: {ckpt_path} was not written by lightning_albert (no ALBERT config or tokenizer).")
+    config = AlbertConfig.from_dict(checkpoint["albert_config"])
+    model = AlbertForSequenceClassification(config)
+    prefix = "model."
+    weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
+    model.load_state_dict(weights)
+    tokenizer = tokenizer_from_files(checkpoint[DATA_STATE_KEY]["tokenizer_files"])
+    # So that `truncation=True` stops at the model's positions instead of at tokenizers' "unlimited".
+    tokenizer.model_max_length = config.max_position_embeddings
+    # Written beside the target and renamed into place: a crash leaves no half-written export.
+    output.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        if output.exists():
+            shutil.rmtree(output)
+        staging.rename(output)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return output
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lightning_albert export", description=__doc__.split("\n\n")[0])
+    parser.add_argument("checkpoint", help="a .ckpt file, or a run folder (its best checkpoint is exported)")
+    parser.add_argument("output", help="folder to write (must not exist or be empty, unless --overwrite)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    args = parser.parse_args(argv)
+    source = Path(args.checkpoint)
+    if source.is_dir():
+        source = best_checkpoint(source / "checkpoints" if (source / "checkpoints").is_dir() else source)
+    print(f"Exported {source} to {export_checkpoint(source, args.output, args.overwrite)}")

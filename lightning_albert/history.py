@@ -1,0 +1,121 @@
+"""A finished (or killed) run read back from its folder: every validation, and which one was the best.
+
+The numbers come from `metrics.csv` (what the CSV logger wrote, so the card equals it row by row) and
+`report.json` (what `RunFolderWriter` recorded beside it: optimizer steps, confusion matrices, run facts).
+"""
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from lightning_albert.checkpoints import best_checkpoint, load_checkpoint
+from lightning_albert.errors import InputError
+
+METRICS = ("accuracy", "precision", "recall", "f1")
+
+
+@dataclass
+class Evaluation:
+    """One validation: the row of the card's "Training results" table."""
+
+    epoch: int  # 0-based, as Lightning counts
+    step: int  # optimizer steps done when it ran
+    val_loss: float
+    metrics: dict[str, float]  # accuracy, precision, recall, f1
+    train_loss: float | None = None  # mean over the epoch's steps, once the epoch has ended
+    confusion_matrix: list[list[int]] | None = None
+
+
+@dataclass
+class RunHistory:
+    folder: Path
+    config: dict[str, Any]
+    labels: list[str]
+    evaluations: list[Evaluation]
+    best: Evaluation | None
+    best_checkpoint: Path | None
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def last(self) -> Evaluation | None:
+        return self.evaluations[-1] if self.evaluations else None
+
+
+def read_run(folder: str | Path) -> RunHistory:
+    folder = Path(folder)
+    config_file = folder / "config.yaml"
+    if not config_file.is_file():
+        raise InputError(
+            f"{folder}: not a run folder (no config.yaml). Give a lightning_logs/version_N folder of a fit."
+        )
+    config = yaml.safe_load(config_file.read_text())
+    report = json.loads((folder / "report.json").read_text()) if (folder / "report.json").is_file() else {}
+    evaluations = _evaluations(folder / "metrics.csv", report.get("evaluations", []))
+    best_path, best = _best(folder / "checkpoints", evaluations, config)
+    labels = report.get("labels") or []
+    return RunHistory(folder, config, labels, evaluations, best, best_path, report.get("facts", {}))
+
+
+def _evaluations(metrics_csv: Path, recorded: list[dict]) -> list[Evaluation]:
+    if not metrics_csv.is_file():
+        return []
+    with open(metrics_csv, newline="") as f:
+        rows = list(csv.DictReader(f))
+    train_loss = {int(r["epoch"]): float(r["train_loss"]) for r in rows if r.get("train_loss")}
+    evaluations = []
+    for i, row in enumerate(r for r in rows if r.get("val_loss")):
+        epoch = int(row["epoch"])
+        record = recorded[i] if i < len(recorded) and recorded[i]["epoch"] == epoch else {}
+        evaluations.append(
+            Evaluation(
+                epoch=epoch,
+                step=record.get("step", int(row["step"]) + 1),
+                val_loss=float(row["val_loss"]),
+                metrics={m: float(row[f"val_{m}"]) for m in METRICS},
+                train_loss=train_loss.get(epoch),
+                confusion_matrix=record.get("confusion_matrix"),
+            )
+        )
+    return evaluations
+
+
+def _best(folder: Path, evaluations: list[Evaluation], config: dict) -> tuple[Path | None, Evaluation | None]:
+    """The evaluation the best checkpoint was taken at; by the monitored metric if there is no checkpoint."""
+    path = None
+    try:
+        path = best_checkpoint(folder) if folder.is_dir() else None
+    except InputError:
+        pass
+    if path is not None:
+        checkpoint = load_checkpoint(path)
+        for e in evaluations:
+            if (e.epoch, e.step) == (checkpoint["epoch"], checkpoint["global_step"]):
+                return path, e
+    monitor = (config.get("checkpoint") or {}).get("monitor") or "val_f1"
+    mode = (config.get("checkpoint") or {}).get("mode") or "max"
+    name = monitor.removeprefix("val_")
+    scored = [e for e in evaluations if name in e.metrics or name == "loss"]
+    if not scored:
+        return path, None
+    value = (lambda e: e.val_loss) if name == "loss" else (lambda e: e.metrics[name])
+    # The first of equals, as ModelCheckpoint keeps a checkpoint only when strictly better.
+    best = max(scored, key=value) if mode == "max" else min(scored, key=value)
+    return path, best
+
+
+def per_class(confusion: list[list[int]], labels: list[str]) -> list[dict[str, Any]]:
+    """Precision, recall, F1 and support of each class from a confusion matrix (rows true, columns predicted)."""
+    rows = []
+    for i, name in enumerate(labels):
+        tp = confusion[i][i]
+        predicted = sum(confusion[r][i] for r in range(len(labels)))
+        support = sum(confusion[i])
+        precision = tp / predicted if predicted else 0.0
+        recall = tp / support if support else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        rows.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    return rows
