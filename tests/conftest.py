@@ -1,5 +1,6 @@
 """Shared fixtures: the real data in ../shared, a tiny ALBERT, and a way to run the CLI as a user does."""
 
+import csv
 import json
 import os
 import subprocess
@@ -54,3 +55,42 @@ def shared_data() -> Path:
     if not PHRASEBANK.is_dir():
         pytest.fail(f"{SHARED} is missing: the tests read the real data sets from ../shared beside the repo.")
     return DATA
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+def logged_rows(run: Path, prefix: str) -> list[dict[str, float]]:
+    """Rows of a run's metrics.csv that carry `<prefix>_loss`, as floats."""
+    rows = read_csv(run / "metrics.csv")
+    return [{k: float(v) for k, v in row.items() if v != ""} for row in rows if row.get(f"{prefix}_loss")]
+
+
+def only_run(root: Path) -> Path:
+    runs = sorted((root / "lightning_logs").glob("version_*"))
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory, shared_data) -> Path:
+    """The quickstart config pointed at a slice of financial_phrasebank, with a tiny ALBERT, two epochs.
+
+    One fit shared by the CLI, report and export tests: each CLI process costs seconds of imports alone.
+    """
+    root = tmp_path_factory.mktemp("fit")
+    run_cli(
+        "fit", "--config", "configs/quickstart.yaml",
+        "--data.train_file", str(PHRASEBANK / "train.csv"),
+        "--data.validation_file", str(PHRASEBANK / "validation.csv"),
+        "--data.test_file", str(PHRASEBANK / "test.csv"),
+        "--data.predict_file", str(PHRASEBANK / "test.csv"),
+        "--data.max_train_samples", "320",
+        "--data.max_length", "128",  # = the tiny model's positions, as the export's tokenizer truncates
+        "--trainer.max_epochs", "2",
+        "--trainer.default_root_dir", str(root),
+        *tiny_model_args(),
+    )  # fmt: skip
+    return only_run(root)

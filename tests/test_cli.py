@@ -1,52 +1,12 @@
 """The package as a user drives it: `python -m lightning_albert ...` in fresh processes, on real data."""
 
-import csv
 import re
-from pathlib import Path
 
 import pytest
-from conftest import ALBERT_BASE_CONFIG, ALBERT_BASE_TOKENIZER, PHRASEBANK, run_cli, tiny_model_args
+from conftest import ALBERT_BASE_CONFIG, ALBERT_BASE_TOKENIZER, PHRASEBANK, logged_rows, only_run, read_csv, run_cli
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
 METRICS = ("accuracy", "precision", "recall", "f1")
-
-
-def _rows(path: Path) -> list[dict[str, str]]:
-    with open(path, newline="", encoding="utf-8") as f:
-        return list(csv.DictReader(f))
-
-
-def _logged(run: Path, prefix: str) -> list[dict[str, float]]:
-    """Rows of metrics.csv that carry `<prefix>_loss`, as floats."""
-    return [
-        {k: float(v) for k, v in row.items() if v != ""}
-        for row in _rows(run / "metrics.csv")
-        if row.get(f"{prefix}_loss")
-    ]
-
-
-def _only_run(root: Path) -> Path:
-    runs = sorted((root / "lightning_logs").glob("version_*"))
-    assert len(runs) == 1, runs
-    return runs[0]
-
-
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory, shared_data) -> Path:
-    """The quickstart config pointed at a slice of financial_phrasebank, with a tiny ALBERT, two epochs."""
-    root = tmp_path_factory.mktemp("fit")
-    run_cli(
-        "fit", "--config", "configs/quickstart.yaml",
-        "--data.train_file", str(PHRASEBANK / "train.csv"),
-        "--data.validation_file", str(PHRASEBANK / "validation.csv"),
-        "--data.test_file", str(PHRASEBANK / "test.csv"),
-        "--data.predict_file", str(PHRASEBANK / "test.csv"),
-        "--data.max_train_samples", "320",
-        "--trainer.max_epochs", "2",
-        "--trainer.default_root_dir", str(root),
-        *tiny_model_args(),
-    )  # fmt: skip
-    return _only_run(root)
 
 
 def test_fit_leaves_a_complete_run_folder(fitted):
@@ -54,22 +14,22 @@ def test_fit_leaves_a_complete_run_folder(fitted):
     assert (fitted / "tokenizer" / "tokenizer.json").is_file()
     checkpoints = sorted(p.name for p in (fitted / "checkpoints").iterdir())
     assert "last.ckpt" in checkpoints and any(n.startswith("best-") for n in checkpoints)
-    val = _logged(fitted, "val")
+    val = logged_rows(fitted, "val")
     assert [r["epoch"] for r in val] == [0, 1]
-    train = [r for r in _rows(fitted / "metrics.csv") if r.get("train_loss")]
+    train = [r for r in read_csv(fitted / "metrics.csv") if r.get("train_loss")]
     assert len(train) == 2
 
 
 def test_validate_on_best_checkpoint_in_a_fresh_process_reproduces_the_logged_epoch(fitted, tmp_path):
     best = next((fitted / "checkpoints").glob("best-*.ckpt"))
     epoch = int(re.search(r"epoch=(\d+)", best.name).group(1))
-    logged = next(r for r in _logged(fitted, "val") if r["epoch"] == epoch)
+    logged = next(r for r in logged_rows(fitted, "val") if r["epoch"] == epoch)
     # Another root, and the training file gone: labels and tokenizer come from the checkpoint.
     run_cli(
         "validate", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
         "--trainer.default_root_dir", str(tmp_path), "--data.train_file", str(tmp_path / "gone.csv"),
     )  # fmt: skip
-    (again,) = _logged(_only_run(tmp_path), "val")
+    (again,) = logged_rows(only_run(tmp_path), "val")
     for name in ("loss", *METRICS):
         assert again[f"val_{name}"] == logged[f"val_{name}"], name
 
@@ -77,12 +37,13 @@ def test_validate_on_best_checkpoint_in_a_fresh_process_reproduces_the_logged_ep
 def test_test_metrics_equal_scikit_learn_on_predict_output(fitted, tmp_path):
     run_cli("test", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
             "--trainer.default_root_dir", str(tmp_path / "test"))  # fmt: skip
-    (tested,) = _logged(_only_run(tmp_path / "test"), "test")
+    (tested,) = logged_rows(only_run(tmp_path / "test"), "test")
     predictions = tmp_path / "predictions.csv"
+    elsewhere = str(tmp_path / "predict")
     run_cli("predict", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
-            "--trainer.default_root_dir", str(tmp_path / "predict"), "--predictions_file", str(predictions))  # fmt: skip
-    truth = [r["label"] for r in _rows(PHRASEBANK / "test.csv")]
-    predicted = _rows(predictions)
+            "--trainer.default_root_dir", elsewhere, "--predictions_file", str(predictions))  # fmt: skip
+    truth = [r["label"] for r in read_csv(PHRASEBANK / "test.csv")]
+    predicted = read_csv(predictions)
     assert [int(r["row"]) for r in predicted] == list(range(len(truth)))
     assert {k for k in predicted[0] if k.startswith("prob_")} == {"prob_negative", "prob_neutral", "prob_positive"}
     for r in predicted:
@@ -107,7 +68,7 @@ def test_predict_refuses_to_overwrite_unless_asked(fitted, tmp_path):
     assert "Traceback" not in refused.stderr
     assert target.read_text() == "precious\n"
     run_cli(*args, "--overwrite", "true")
-    assert len(_rows(target)) == len(_rows(PHRASEBANK / "test.csv"))
+    assert len(read_csv(target)) == len(read_csv(PHRASEBANK / "test.csv"))
 
 
 def test_best_needs_a_run_folder(tmp_path):
@@ -139,6 +100,6 @@ def test_albert_base_architecture_with_the_shared_tokenizer_trains(tmp_path, sha
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "3", "--trainer.limit_val_batches", "2",
         "--trainer.default_root_dir", str(tmp_path),
     )  # fmt: skip
-    run = _only_run(tmp_path)
-    assert _logged(run, "val")
+    run = only_run(tmp_path)
+    assert logged_rows(run, "val")
     assert (run / "checkpoints" / "last.ckpt").is_file()
