@@ -17,7 +17,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
-from lightning_albert.data import TextClassificationDataModule
+from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
@@ -76,20 +76,17 @@ class AlbertCLI(LightningCLI):
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         super().parse_arguments(parser, args)
         subcommand = self.config.get("subcommand")
-        if subcommand in EVALUATING:
+        if subcommand:
             config = self.config[subcommand]
             config["ckpt_path"] = resolve_checkpoint(config.get("ckpt_path"), config.get("config"))
 
     def before_instantiate_classes(self) -> None:
         """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file."""
-        if self.subcommand not in EVALUATING:
-            return
-        config = self.config[self.subcommand]
+        config = self.config[self.subcommand] if self.subcommand else self.config
         ckpt_path = config.get("ckpt_path")
-        if not ckpt_path:
-            return
-        state = load_checkpoint(ckpt_path).get(DATA_STATE_KEY)
-        if not state:
+        self.checkpoint_data = load_checkpoint(ckpt_path).get(DATA_STATE_KEY) if ckpt_path else None
+        state = self.checkpoint_data
+        if self.subcommand not in EVALUATING or not state:
             return
         data = config["data"]
         if data.get("labels") is None:
@@ -112,6 +109,10 @@ class AlbertCLI(LightningCLI):
         return folder
 
     def after_instantiate_classes(self) -> None:
+        if self.checkpoint_data:  # before Lightning restores weights, whose shapes would fail less clearly
+            check_checkpoint_matches(
+                self.checkpoint_data, self.datamodule.labels, self.datamodule.tokenizer, "the data"
+            )
         positions = self.model.model.config.max_position_embeddings
         if self.datamodule.max_length > positions:
             raise InputError(

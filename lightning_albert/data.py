@@ -11,7 +11,7 @@ from torch.utils.data import DataLoader, Dataset
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lightning_albert.errors import InputError
-from lightning_albert.tables import Table, read_table
+from lightning_albert.tables import Table, dataset_splits, read_dataset, read_table
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
 SPLITS = ("train", "validation", "test", "predict")
@@ -56,11 +56,21 @@ class TextClassificationDataModule(LightningDataModule):
         max_eval_samples: int | None = None,
         drop_empty_texts: bool = False,
         encoding: str = "utf-8",
+        dataset: str | None = None,
+        dataset_config: str | None = None,
+        train_split: str = "train",
+        validation_split: str | None = "validation",
+        test_split: str | None = "test",
+        predict_split: str | None = None,
     ):
         """Labelled text files in, padded batches of token ids out.
 
+        Data comes from files (by extension) or from a Hugging Face dataset; a file given for a stage wins over
+        the dataset's split.
+
         Args:
-            train_file: Training data: .csv, .tsv, .jsonl or .json (array of objects).
+            train_file: Training data: .csv, .tsv, .jsonl, .json (array of objects), .parquet, or a folder written
+                by `datasets.Dataset.save_to_disk`.
             validation_file: Evaluated every epoch. If unset, `val_split` of the training file is held out.
             test_file: Used by the `test` subcommand.
             predict_file: Used by the `predict` subcommand; its label column, if any, is ignored.
@@ -83,6 +93,14 @@ class TextClassificationDataModule(LightningDataModule):
             max_eval_samples: Use only the first N validation and test rows (quick runs).
             drop_empty_texts: Drop rows with an empty text instead of stopping with an error.
             encoding: Text encoding of the files (UTF-8 with or without byte-order mark by default).
+            dataset: A Hugging Face dataset: a hub name (needs the network and the datasets package) or a folder
+                written by `DatasetDict.save_to_disk`. Read by the split names below.
+            dataset_config: The dataset's configuration name, if it has several.
+            train_split: Split of `dataset` to train on.
+            validation_split: Split of `dataset` to validate on; if the dataset lacks it, `val_split` of the
+                training split is held out.
+            test_split: Split of `dataset` for the `test` subcommand.
+            predict_split: Split of `dataset` for the `predict` subcommand.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -104,6 +122,10 @@ class TextClassificationDataModule(LightningDataModule):
         self.max_eval_samples = max_eval_samples
         self.drop_empty_texts = drop_empty_texts
         self.encoding = encoding
+        self.dataset, self.dataset_config = dataset, dataset_config
+        self.dataset_splits = {
+            "train": train_split, "validation": validation_split, "test": test_split, "predict": predict_split,
+        }  # fmt: skip
         self._given_labels = list(labels) if labels is not None else None
         self._check_options()
         self._tables: dict[str, Table] = {}
@@ -144,6 +166,8 @@ class TextClassificationDataModule(LightningDataModule):
         if self._given_labels is not None:
             return self._given_labels
         table = self._table("train")
+        if self.label_column in table.class_names:  # a datasets ClassLabel: its names, in id order
+            return list(table.class_names[self.label_column])
         values = [_label_text(v) for v in table.column(self.label_column, "label")]
         names = sorted({v for v in values if v is not None}, key=_label_sort_key)
         if len(names) < 2:
@@ -166,16 +190,16 @@ class TextClassificationDataModule(LightningDataModule):
     def tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer_name:
             return load_tokenizer(self.tokenizer_name)
-        if not self.train_file:
+        if not self._has_source("train"):
             raise InputError(
                 "data.tokenizer is unset and there is no data.train_file to train one on: give data.tokenizer "
                 "(a folder or hub name), data.train_file, or a --ckpt_path whose checkpoint carries its tokenizer."
             )
-        texts = self._texts(self._table("train"), self.text_column, "text", keep_empty=True)
+        texts = self._texts(self._table("train"), self.text_column, "text")
         if self.text_pair_column:
-            texts += self._texts(self._table("train"), self.text_pair_column, "text_pair", keep_empty=True)
+            texts += self._texts(self._table("train"), self.text_pair_column, "text_pair")
         tokenizer = train_tokenizer(texts, self.tokenizer_vocab_size)
-        rank_zero_info(f"Trained a SentencePiece tokenizer of {len(tokenizer)} pieces on {self.train_file}.")
+        rank_zero_info(f"Trained a SentencePiece tokenizer of {len(tokenizer)} pieces on {self._table('train').path}.")
         return tokenizer
 
     @property
@@ -192,29 +216,37 @@ class TextClassificationDataModule(LightningDataModule):
             "predict": self.predict_file,
         }[split]
 
+    def _has_source(self, split: str) -> bool:
+        if self._path(split):
+            return True
+        name = self.dataset_splits[split]
+        return bool(self.dataset and name and name in self._available_splits)
+
+    @cached_property
+    def _available_splits(self) -> list[str]:
+        return dataset_splits(self.dataset, self.dataset_config)
+
     def _table(self, split: str) -> Table:
         if split not in self._tables:
             path = self._path(split)
-            if not path:
+            if path:
+                self._tables[split] = read_table(path, self.encoding, key=f"data.{split}_file")
+            elif self.dataset and self.dataset_splits[split]:
+                self._tables[split] = read_dataset(self.dataset, self.dataset_config, self.dataset_splits[split])
+            else:
                 raise InputError(f"data.{split}_file is not set, and the {_stage_of(split)} step needs it.")
-            self._tables[split] = read_table(path, self.encoding)
         return self._tables[split]
 
-    def _texts(self, table: Table, column: str, role: str, keep_empty: bool) -> list[str]:
-        values = ["" if v is None else str(v) for v in table.column(column, role)]
-        if not keep_empty:
-            empty = [line for v, line in zip(values, table.lines) if not v.strip()]
-            if empty:
-                raise InputError(
-                    f"{table.path}: {len(empty)} row(s) have an empty '{column}' ({_lines(empty)}). "
-                    "Fill them in, remove them, or set data.drop_empty_texts: true to drop them."
-                )
-        return values
+    def _texts(self, table: Table, column: str, role: str) -> list[str]:
+        """A text column as strings; a missing value (JSON null, absent key) reads as empty."""
+        return ["" if v is None else str(v) for v in table.column(column, role)]
 
     def _label_ids(self, table: Table, rows: list[int]) -> list[int]:
         """Map each row's label to its id, with errors that name the line."""
         index = {name: i for i, name in enumerate(self.labels)}
         values = table.column(self.label_column, "label")
+        # Integers are ids into a fixed list of names (data.labels, or a ClassLabel); else they are names too.
+        ids_allowed = self._given_labels is not None or self.label_column in table.class_names
         ids, missing, unknown = [], [], {}
         for r in rows:
             value, line = _label_text(values[r]), table.lines[r]
@@ -222,10 +254,10 @@ class TextClassificationDataModule(LightningDataModule):
                 missing.append(line)
             elif value in index:
                 ids.append(index[value])
-            elif self._given_labels is not None and _is_int(value):
+            elif ids_allowed and _is_int(value):
                 if not 0 <= int(value) < len(self.labels):
                     raise InputError(
-                        f"{table.path}, line {line}: integer label {value} is out of range: data.labels has "
+                        f"{table.path}, {table.unit} {line}: integer label {value} is out of range: data.labels has "
                         f"{len(self.labels)} classes, ids 0 to {len(self.labels) - 1}."
                     )
                 ids.append(int(value))
@@ -234,13 +266,13 @@ class TextClassificationDataModule(LightningDataModule):
         if missing:
             raise InputError(
                 f"{table.path}: {len(missing)} row(s) have no label in column '{self.label_column}' "
-                f"({_lines(missing)}). Every row of a training, validation or test file needs one."
+                f"({_lines(missing, table.unit)}). Every row of a training, validation or test file needs one."
             )
         if unknown:
             value, line = next(iter(unknown.items()))
             source = "data.labels" if self._given_labels is not None else "the training file's labels"
             raise InputError(
-                f"{table.path}, line {line}: label '{value}' is not one of {source} "
+                f"{table.path}, {table.unit} {line}: label '{value}' is not one of {source} "
                 f"({', '.join(self.labels)}){f' ({len(unknown)} unknown labels in all)' if len(unknown) > 1 else ''}. "
                 "Fix the label, or list every class in data.labels."
             )
@@ -249,7 +281,7 @@ class TextClassificationDataModule(LightningDataModule):
     # ------------------------------------------------------------------------------------ splitting, encoding
     def _rows(self, split: str) -> tuple[Table, list[int]]:
         """The table a split reads from and which of its rows belong to the split."""
-        if split in ("train", "validation") and not self.validation_file:
+        if split in ("train", "validation") and not self._has_source("validation"):
             if self.val_split <= 0:
                 raise InputError("no validation data: give data.validation_file, or set data.val_split above 0.")
             table = self._table("train")
@@ -266,16 +298,14 @@ class TextClassificationDataModule(LightningDataModule):
     def _encode_split(self, split: str) -> EncodedSplit:
         table, rows = self._rows(split)
         labelled = split != "predict"
-        texts = self._texts(table, self.text_column, "text", keep_empty=True)
-        pairs = (
-            self._texts(table, self.text_pair_column, "text_pair", keep_empty=True) if self.text_pair_column else None
-        )
+        texts = self._texts(table, self.text_column, "text")
+        pairs = self._texts(table, self.text_pair_column, "text_pair") if self.text_pair_column else None
         if labelled:
             empty = [r for r in rows if not texts[r].strip()]
             if empty and not self.drop_empty_texts:
                 raise InputError(
-                    f"{table.path}: {len(empty)} row(s) have an empty '{self.text_column}' "
-                    f"({_lines([table.lines[r] for r in empty])}). Fill them in, remove them, "
+                    f"{table.path}: {len(empty)} row(s) have an empty or missing '{self.text_column}' "
+                    f"({_lines([table.lines[r] for r in empty], table.unit)}). Fill them in, remove them, "
                     "or set data.drop_empty_texts: true to drop them."
                 )
             if empty:
@@ -357,12 +387,13 @@ class TextClassificationDataModule(LightningDataModule):
     def _tokenizer_files(self) -> dict[str, bytes]:
         return tokenizer_files(self.tokenizer)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        check_checkpoint_matches(state, self.labels, self.tokenizer, "the data")
-
 
 def check_checkpoint_matches(state: dict[str, Any], labels: list[str], tokenizer, what: str) -> None:
-    """Stop when a checkpoint was trained on other classes or another vocabulary than the data uses now."""
+    """Stop when a checkpoint was trained on other classes or another vocabulary than the data uses now.
+
+    Called by the CLI before the weights are restored: a vocabulary of another size would otherwise fail as
+    a shape mismatch deep inside torch.
+    """
     if list(state.get("labels", labels)) != list(labels):
         raise InputError(
             f"the checkpoint was trained on labels {state['labels']}, but {what} has {labels}. "
@@ -412,9 +443,9 @@ def _stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[li
     return [i for i in range(len(labels)) if i not in held_set], sorted(held)
 
 
-def _lines(lines: list[int], show: int = 10) -> str:
+def _lines(lines: list[int], unit: str = "line", show: int = 10) -> str:
     shown = ", ".join(str(n) for n in lines[:show])
-    return f"line{'s' if len(lines) > 1 else ''} {shown}{' and more' if len(lines) > show else ''}"
+    return f"{unit}{'s' if len(lines) > 1 else ''} {shown}{' and more' if len(lines) > show else ''}"
 
 
 def _stage_of(split: str) -> str:

@@ -15,7 +15,7 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
-from transformers import AlbertConfig, AlbertForSequenceClassification, get_scheduler
+from transformers import AlbertConfig, AlbertForSequenceClassification, SchedulerType, get_scheduler
 
 from lightning_albert.errors import InputError
 
@@ -56,6 +56,9 @@ class AlbertClassifier(LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        if lr_scheduler_type not in {t.value for t in SchedulerType}:
+            names = ", ".join(t.value for t in SchedulerType)
+            raise InputError(f"model.lr_scheduler_type: '{lr_scheduler_type}' is not one of {names}.")
         self.id2label = {int(k): str(v) for k, v in (id2label or {i: f"LABEL_{i}" for i in range(num_labels)}).items()}
         if len(self.id2label) != num_labels:
             raise InputError(f"model.id2label has {len(self.id2label)} names but model.num_labels is {num_labels}.")
@@ -150,12 +153,7 @@ class AlbertClassifier(LightningModule):
         )
         total = self.trainer.estimated_stepping_batches
         warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
-        try:
-            scheduler = get_scheduler(
-                hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total
-            )
-        except ValueError as e:
-            raise InputError(f"model.lr_scheduler_type: {e}") from None
+        scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
         # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 

@@ -7,7 +7,7 @@ user needs to find a ragged row or a stray quote, and they add no dependency.
 import csv
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,17 +15,24 @@ from lightning_albert.errors import InputError
 
 DELIMITED = {".csv": ",", ".tsv": "\t", ".tab": "\t"}
 JSON_LINES = {".jsonl", ".ndjson"}
-SUPPORTED = sorted([*DELIMITED, *JSON_LINES, ".json"])
+SUPPORTED = sorted([*DELIMITED, *JSON_LINES, ".json", ".parquet"])
+DATASETS_EXTRA = "pip install 'lightning-albert[datasets]'"
 
 
 @dataclass
 class Table:
-    """The rows of one file, each with the line it starts on (1-based, the header being line 1 in CSV)."""
+    """The rows of one file, each with the line it starts on (1-based, the header being line 1 in CSV).
 
-    path: Path
+    Parquet files and Hugging Face datasets have no lines: there `unit` is "row" and `lines` count rows from 1.
+    `class_names` holds the names of a datasets ClassLabel column, whose values are integer ids.
+    """
+
+    path: Path | str
     columns: list[str]
     rows: list[dict[str, Any]]
     lines: list[int]
+    unit: str = "line"
+    class_names: dict[str, list[str]] = field(default_factory=dict)
 
     def column(self, name: str, role: str) -> list[Any]:
         """The values of column `name`, or an error that lists the columns the file has."""
@@ -37,16 +44,22 @@ class Table:
         return [row.get(name) for row in self.rows]
 
 
-def read_table(path: str | Path, encoding: str = "utf-8") -> Table:
-    """Read a CSV, TSV, JSON Lines or JSON (array of objects) file, chosen by its extension."""
+def read_table(path: str | Path, encoding: str = "utf-8", key: str = "") -> Table:
+    """Read a CSV, TSV, JSON Lines, JSON (array of objects) or Parquet file, chosen by its extension, or a
+    folder that `datasets.Dataset.save_to_disk` wrote. `key` names the option the path came from, for errors."""
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in DELIMITED and suffix not in JSON_LINES and suffix != ".json":
-        raise InputError(f"{path}: unknown file type '{suffix}'. Use one of: {', '.join(SUPPORTED)}.")
     if not path.exists():
-        raise InputError(f"{path}: no such file. Check the path (relative paths start from {Path.cwd()}).")
+        where = f"{key}: " if key else ""
+        raise InputError(f"{where}{path}: no such file. Check the path (relative paths start from {Path.cwd()}).")
     if path.is_dir():
-        raise InputError(f"{path}: is a folder, not a data file.")
+        if (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file():
+            return read_dataset(str(path), None, None)
+        raise InputError(f"{path}: is a folder, not a data file (nor a folder written by datasets' save_to_disk).")
+    suffix = path.suffix.lower()
+    if suffix not in DELIMITED and suffix not in JSON_LINES and suffix not in (".json", ".parquet"):
+        raise InputError(f"{path}: unknown file type '{suffix}'. Use one of: {', '.join(SUPPORTED)}.")
+    if suffix == ".parquet":
+        return _read_parquet(path)
     text = _decode(path, encoding)
     if not text.strip():
         raise InputError(f"{path}: the file is empty. It needs a header line and at least one row.")
@@ -102,9 +115,13 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as e:
+        if "end of data" in str(e):
+            problem = "a double quote opened on this line is never closed (the file ends inside a quoted field)"
+        else:
+            problem = f"a quoted field goes on after its closing quote ({e})"
         raise InputError(
-            f"{path}, line {start}: malformed {kind} ({e}). Most often a double quote opened on this line is "
-            f'never closed; a quote inside a quoted field is written twice ("").'
+            f"{path}, line {start}: malformed {kind}: {problem}. Close the quote; a quote inside a quoted field "
+            f'is written twice ("").'
         ) from None
     if columns is None:
         raise InputError(f"{path}: the file is empty. It needs a header line and at least one row.")
@@ -179,3 +196,63 @@ def _columns_of(rows: list[dict]) -> list[str]:
     for row in rows:
         columns.update(dict.fromkeys(row))
     return list(columns)
+
+
+def _read_parquet(path: Path) -> Table:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise InputError(f"{path}: reading Parquet needs pyarrow: {DATASETS_EXTRA} (or convert to CSV).") from None
+    try:
+        rows = pq.read_table(path).to_pylist()
+    except Exception as e:  # pyarrow's errors name no file
+        raise InputError(f"{path}: not a readable Parquet file ({e}).") from None
+    if not rows:
+        raise InputError(f"{path}: has no rows of data.")
+    return Table(path, _columns_of(rows), rows, list(range(1, len(rows) + 1)), unit="row")
+
+
+def read_dataset(source: str, config: str | None, split: str | None) -> Table:
+    """One split of a Hugging Face dataset: a folder from `save_to_disk`, or a hub name (needs the network)."""
+    try:
+        import datasets
+    except ImportError:
+        raise InputError(
+            f"reading '{source}' as a Hugging Face dataset needs the datasets package: {DATASETS_EXTRA}."
+        ) from None
+    where = f"{source}[{split}]" if split else source
+    if Path(source).is_dir():
+        try:
+            loaded = datasets.load_from_disk(source)
+        except (FileNotFoundError, ValueError) as e:
+            raise InputError(f"{source}: not a folder written by datasets' save_to_disk ({e}).") from None
+        if isinstance(loaded, datasets.DatasetDict):
+            if split is None or split not in loaded:
+                raise InputError(
+                    f"{source}: holds splits {', '.join(loaded)}; "
+                    + (f"no split '{split}'." if split else "name it with data.dataset and data.<stage>_split.")
+                )
+            loaded = loaded[split]
+    else:
+        try:
+            loaded = datasets.load_dataset(source, config, split=split)
+        except Exception as e:  # network, unknown name, unknown split: the first line says which
+            raise InputError(f"data.dataset: cannot load '{where}' ({str(e).splitlines()[0]}).") from None
+    rows = loaded.to_list()
+    if not rows:
+        raise InputError(f"{where}: has no rows of data.")
+    names = {c: f.names for c, f in loaded.features.items() if isinstance(f, datasets.ClassLabel)}
+    return Table(where, list(loaded.column_names), rows, list(range(1, len(rows) + 1)), unit="row", class_names=names)
+
+
+def dataset_splits(source: str, config: str | None) -> list[str]:
+    """The split names a Hugging Face dataset has."""
+    import datasets
+
+    if Path(source).is_dir():
+        loaded = datasets.load_from_disk(source)
+        return list(loaded) if isinstance(loaded, datasets.DatasetDict) else []
+    try:
+        return list(datasets.get_dataset_split_names(source, config))
+    except Exception as e:
+        raise InputError(f"data.dataset: cannot list the splits of '{source}' ({str(e).splitlines()[0]}).") from None

@@ -22,15 +22,23 @@ _SPECIAL = dict(pad_id=0, unk_id=1, bos_id=-1, eos_id=-1, control_symbols=["[CLS
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A hub name or a local folder, read with AutoTokenizer (which reads `spiece.model`; see RECIPE.md)."""
+    looks_like_path = Path(name_or_path).exists() or name_or_path.startswith((".", "/", "~")) or "\\" in name_or_path
+    if looks_like_path and not Path(name_or_path).is_dir():
+        raise InputError(f"data.tokenizer: no such folder '{name_or_path}'.{_TOKENIZER_HELP}")
     try:
         return AutoTokenizer.from_pretrained(name_or_path)
     except (OSError, ValueError) as e:
-        where = "folder" if Path(name_or_path).exists() else "hub name or folder"
+        where = "folder" if looks_like_path else "hub name (is the network reachable?)"
         raise InputError(
-            f"data.tokenizer: cannot load a tokenizer from the {where} '{name_or_path}' ({str(e).splitlines()[0]}). "
-            "Give a folder holding tokenizer files (tokenizer.json or spiece.model with tokenizer_config.json), "
-            "a hub name such as albert-base-v2 (needs the network), or leave it unset to train one on the data."
+            f"data.tokenizer: cannot load a tokenizer from the {where} '{name_or_path}' "
+            f"({str(e).splitlines()[0]}).{_TOKENIZER_HELP}"
         ) from None
+
+
+_TOKENIZER_HELP = (
+    " Give a folder holding tokenizer files (tokenizer.json, or spiece.model with tokenizer_config.json), "
+    "a hub name such as albert-base-v2 (needs the network), or leave it unset to train one on the data."
+)
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerBase:

@@ -1,0 +1,199 @@
+"""Every bad input gets one clear message naming the file and line, column or key; exit status 2; no traceback.
+
+Run in-process through `main()` (as `python -m lightning_albert` does) so the table stays fast; the exit code
+is the SystemExit code the process would end with.
+"""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ALBERT_BASE_TOKENIZER, REPO, TINY_ALBERT
+
+from lightning_albert.cli import main
+
+GOOD = [
+    ("Profits rose sharply in the third quarter.", "positive"),
+    ("The company cut its outlook for the year.", "negative"),
+    ("The meeting will be held in Helsinki.", "neutral"),
+    ("Sales increased by 12 percent.", "positive"),
+    ("Operating loss widened to EUR 3 million.", "negative"),
+    ("The report is published on Tuesday.", "neutral"),
+] * 3
+
+
+def _csv(rows, header=("text", "label")) -> str:
+    lines = [",".join(header)] + [",".join(f'"{c}"' if "," in c else c for c in row) for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _with_line(line_number: int, replacement: str) -> str:
+    """The good CSV with one line (1-based, header = 1) replaced."""
+    lines = _csv(GOOD).splitlines()
+    lines[line_number - 1] = replacement
+    return "\n".join(lines) + "\n"
+
+
+NO_TEXT_JSONL = '{"text": "Sales rose.", "label": "positive"}\n{"label": "negative"}\n'
+
+# (case id, files to write {name: text or bytes}, extra arguments, fragments the message must contain)
+CASES = [
+    ("missing file", {}, ["--data.train_file", "{tmp}/nope.csv"], ["nope.csv", "no such file"]),
+    ("empty file", {"train.csv": ""}, [], ["train.csv", "empty"]),
+    ("header only", {"train.csv": "text,label\n"}, [], ["train.csv", "no rows"]),
+    ("missing text column", {"train.csv": _csv(GOOD, ("sentence", "label"))}, [],
+     ["train.csv", "no column 'text'", "'sentence'", "data.text_column"]),
+    ("missing label column", {}, ["--data.label_column", "category"],
+     ["train.csv", "no column 'category'", "'label'"]),
+    ("missing pair column", {}, ["--data.text_pair_column", "hypothesis"], ["train.csv", "no column 'hypothesis'"]),
+    ("missing id column", {}, ["--data.id_column", "uid"], ["no column 'uid'"]),
+    ("unbalanced quote", {"train.csv": _with_line(3, '"Sales fell, sharply,negative')}, [],
+     ["train.csv, line 3", "quote"]),
+    ("ragged row", {"train.csv": _with_line(4, "Sales fell,negative,extra")}, [],
+     ["train.csv, line 4", "3 fields", "header has 2"]),
+    ("non-UTF-8 bytes", {"train.csv": _with_line(5, "Caf\udce9 sales,positive")}, [],
+     ["train.csv, line 5", "data.encoding"]),
+    ("empty text", {"train.csv": _with_line(3, ",positive")}, [], ["train.csv", "line 3", "drop_empty_texts"]),
+    ("missing text in JSON Lines", {"train.jsonl": NO_TEXT_JSONL},
+     ["--data.train_file", "{tmp}/train.jsonl"], ["train.jsonl", "line 2", "missing 'text'"]),
+    ("missing label", {"train.csv": _with_line(4, "Sales fell sharply,")}, [], ["train.csv", "line 4", "no label"]),
+    ("validation label unseen in training", {"validation.csv": _with_line(3, "Mixed results overall,mixed")}, [],
+     ["validation.csv, line 3", "'mixed'", "data.labels"]),
+    ("integer label out of range", {"train.csv": _with_line(2, "Sales rose,7")},
+     ["--data.labels", "[negative, neutral, positive]"], ["train.csv, line 2", "out of range", "0 to 2"]),
+    ("only one class", {"train.csv": _csv([(t, "positive") for t, _ in GOOD])}, [],
+     ["train.csv", "only 'positive'", "two classes"]),
+    ("duplicate label names", {}, ["--data.labels", "[positive, negative, positive]"], ["data.labels", "'positive'"]),
+    ("column given twice", {}, ["--data.label_column", "text"], ["data.text_column", "data.label_column", "'text'"]),
+    ("max_length beyond the model's positions", {}, ["--data.max_length", "512"],
+     ["data.max_length", "512", "max_position_embeddings"]),
+    ("unknown file type", {"train.xlsx": "x"}, ["--data.train_file", "{tmp}/train.xlsx"],
+     ["train.xlsx", "unknown file type", ".csv"]),
+    ("bad JSON line", {"train.jsonl": '{"text": "a", "label": "b"}\n{"text": "a", "label": "c"}\n{text: oops}\n'},
+     ["--data.train_file", "{tmp}/train.jsonl"], ["train.jsonl, line 3", "not valid JSON"]),
+    ("JSON that is not an array", {"train.json": '{"text": "a", "label": "b"}'},
+     ["--data.train_file", "{tmp}/train.json"], ["train.json", "array of objects"]),
+    ("JSON array item not an object", {"train.json": '[\n{"text": "a", "label": "b"},\n3\n]'},
+     ["--data.train_file", "{tmp}/train.json"], ["train.json, line 3", "not an object"]),
+    ("duplicate header", {"train.csv": "text,text,label\na,b,c\n"}, [], ["train.csv, line 1", "'text' twice"]),
+    ("unknown encoding", {}, ["--data.encoding", "klingon"], ["data.encoding", "klingon"]),
+    ("a folder as the training file", {"folder/x.txt": "x"}, ["--data.train_file", "{tmp}/folder"],
+     ["folder", "is a folder"]),
+    ("val_split out of range", {}, ["--data.validation_file", "null", "--data.val_split", "1.5"], ["data.val_split"]),
+    ("no validation data", {}, ["--data.validation_file", "null", "--data.val_split", "0"],
+     ["no validation data", "data.validation_file"]),
+    ("no training file", {}, ["--data.train_file", "null"], ["data.train_file"]),
+    ("tokenizer folder that does not exist", {}, ["--data.tokenizer", "{tmp}/no-tokenizer"],
+     ["data.tokenizer", "no-tokenizer"]),
+    ("model config file missing", {}, ["--model.config", "{tmp}/none.json"], ["model.config", "none.json"]),
+    ("unknown learning-rate schedule", {}, ["--model.lr_scheduler_type", "zigzag"],
+     ["model.lr_scheduler_type", "zigzag"]),
+    ("unknown key (LightningCLI)", {}, ["--data.bogus", "1"], ["data.bogus"]),
+    ("wrong type (LightningCLI)", {}, ["--data.batch_size", "abc"], ["data.batch_size", "abc"]),
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def _argv(monkeypatch):
+    """As if typed at a shell: LightningCLI warns when it sees pytest's own arguments beside `args`."""
+    monkeypatch.setattr("sys.argv", ["lightning_albert"])
+
+
+def _write(folder: Path, files: dict) -> None:
+    defaults = {"train.csv": _csv(GOOD), "validation.csv": _csv(GOOD[:6])}
+    for name, content in {**defaults, **files}.items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str) and "\udce9" in content:  # a latin-1 byte in an otherwise UTF-8 file
+            path.write_bytes(content.encode("utf-8", "surrogateescape"))
+        elif isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+
+
+def fit_args(folder: Path, *extra: str) -> list[str]:
+    return [
+        "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+        "--data.train_file", str(folder / "train.csv"),
+        "--data.validation_file", str(folder / "validation.csv"),
+        "--data.test_file", "null", "--data.predict_file", "null",
+        "--data.tokenizer_vocab_size", "100",
+        "--model.config", json.dumps(TINY_ALBERT),
+        "--trainer.default_root_dir", str(folder / "runs"),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def assert_clear_error(code: int, err: str, fragments: list[str]) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in:\n{err}"
+
+
+@pytest.mark.parametrize(("files", "extra", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_gets_a_clear_error(tmp_path, capsys, files, extra, fragments):
+    _write(tmp_path, files)
+    extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    code, err = run_main(fit_args(tmp_path, *extra), capsys)
+    assert_clear_error(code, err, [f.replace("{tmp}", str(tmp_path)) for f in fragments])
+    assert not list((tmp_path / "runs").glob("lightning_logs/*/checkpoints/*.ckpt"))  # stopped before training
+
+
+def test_the_table_holds_at_least_25_cases():
+    assert len(CASES) >= 25
+
+
+def test_missing_checkpoint_file(tmp_path, capsys):
+    code, err = run_main(["validate", "--config", str(REPO / "configs" / "quickstart.yaml"),
+                          "--ckpt_path", str(tmp_path / "none.ckpt")], capsys)  # fmt: skip
+    assert_clear_error(code, err, ["--ckpt_path", "none.ckpt"])
+
+
+def test_checkpoint_whose_labels_differ_from_the_data(fitted, tmp_path, capsys):
+    args = ["validate", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
+            "--trainer.default_root_dir", str(tmp_path), "--data.labels", "[bad, good, neutral]"]  # fmt: skip
+    code, err = run_main(args, capsys)
+    assert_clear_error(code, err, ["labels", "'negative'", "bad"])
+
+
+def test_checkpoint_whose_tokenizer_differs_from_the_data(fitted, tmp_path, capsys):
+    args = ["validate", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
+            "--trainer.default_root_dir", str(tmp_path), "--data.tokenizer", str(ALBERT_BASE_TOKENIZER)]  # fmt: skip
+    code, err = run_main(args, capsys)
+    assert_clear_error(code, err, ["tokenizer", "data.tokenizer"])
+
+
+def test_drop_empty_texts_drops_and_reports(tmp_path, capsys, caplog):
+    _write(tmp_path, {"train.csv": _with_line(3, ",positive")})
+    main(fit_args(tmp_path, "--data.drop_empty_texts", "true"))
+    assert "dropped 1 row(s) with an empty text" in caplog.text + capsys.readouterr().err
+
+
+def test_predictions_keep_empty_rows_in_order_and_unicode_unchanged(fitted, tmp_path):
+    texts = ["Profit up 5% 📈", "", "Café Zoë's résumé", "الأرباح ارتفعت", 'Line\nbreak, and "quotes"']
+    source = tmp_path / "predict.csv"
+    with open(source, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["uid", "text"])
+        writer.writerows([(f"id-{i}", t) for i, t in enumerate(texts)])
+    out = tmp_path / "out.csv"
+    main(["predict", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best", "--data.predict_file",
+          str(source), "--data.id_column", "uid", "--predictions_file", str(out),
+          "--trainer.default_root_dir", str(tmp_path / "runs")])  # fmt: skip
+    with open(out, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["text"] for r in rows] == texts
+    assert [r["uid"] for r in rows] == [f"id-{i}" for i in range(len(texts))]
+    assert [r["row"] for r in rows] == [str(i) for i in range(len(texts))]
+    assert all(r["label"] in {"negative", "neutral", "positive"} for r in rows)
