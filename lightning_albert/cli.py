@@ -7,6 +7,7 @@ python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
 import os
 import sys
 import tempfile
+import warnings
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,11 @@ from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
 TOOLS = ("report", "export")
+DESCRIPTION = (
+    "Fine-tune ALBERT for text classification (fit), and validate, test or predict on a checkpoint. "
+    "On a finished run: `report RUN_FOLDER` re-renders its model card, `export CHECKPOINT OUTPUT` writes a "
+    "transformers folder."
+)
 
 
 class AlbertCLI(LightningCLI):
@@ -40,6 +46,7 @@ class AlbertCLI(LightningCLI):
                 "check_val_every_n_epoch": 1,
             },
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
+            parser_kwargs={"prog": "python -m lightning_albert", "description": DESCRIPTION},
             args=args,
             run=run,
         )
@@ -88,10 +95,17 @@ class AlbertCLI(LightningCLI):
         state = self.checkpoint_data
         if self.subcommand not in EVALUATING or not state:
             return
+        albert_config = load_checkpoint(config["ckpt_path"]).get("albert_config")
+        if albert_config:
+            # Build the architecture the checkpoint holds: no hub download of weights about to be replaced,
+            # and no config file that may have moved since.
+            config["model"]["pretrained"] = None
+            config["model"]["config"] = albert_config
         data = config["data"]
         if data.get("labels") is None:
             data["labels"] = list(state["labels"])
-        if not data.get("tokenizer"):
+        # Unset, or the one the run was trained with: use the checkpoint's copy (no hub, no moved folder).
+        if not data.get("tokenizer") or data["tokenizer"] == state.get("tokenizer_source"):
             data["tokenizer"] = self._checkpoint_tokenizer(ckpt_path, state)
 
     @staticmethod
@@ -160,11 +174,13 @@ def main(args: list[str] | None = None) -> None:
     LightningCLI's fit / validate / test / predict.
     """
     argv = sys.argv[1:] if args is None else list(args)
+    # A deprecation inside Lightning 2.6 with torch >= 2.10, printed on every run; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     try:
         if argv and argv[0] in TOOLS:
             import_module(f"lightning_albert.{argv[0]}").main(argv[1:])
         else:
-            AlbertCLI(args=argv)
+            AlbertCLI(args=None if args is None else argv)  # None: LightningCLI reads sys.argv itself
     except Exception as e:
         error = _input_error(e)
         if error is None or os.environ.get("LIGHTNING_ALBERT_DEBUG"):

@@ -165,7 +165,7 @@ class TextClassificationDataModule(LightningDataModule):
         """Class names in id order: as given, or the sorted distinct labels of the training file."""
         if self._given_labels is not None:
             return self._given_labels
-        table = self._table("train")
+        table = self.table("train")
         if self.label_column in table.class_names:  # a datasets ClassLabel: its names, in id order
             return list(table.class_names[self.label_column])
         values = [_label_text(v) for v in table.column(self.label_column, "label")]
@@ -195,11 +195,11 @@ class TextClassificationDataModule(LightningDataModule):
                 "data.tokenizer is unset and there is no data.train_file to train one on: give data.tokenizer "
                 "(a folder or hub name), data.train_file, or a --ckpt_path whose checkpoint carries its tokenizer."
             )
-        texts = self._texts(self._table("train"), self.text_column, "text")
+        texts = self._texts(self.table("train"), self.text_column, "text")
         if self.text_pair_column:
-            texts += self._texts(self._table("train"), self.text_pair_column, "text_pair")
+            texts += self._texts(self.table("train"), self.text_pair_column, "text_pair")
         tokenizer = train_tokenizer(texts, self.tokenizer_vocab_size)
-        rank_zero_info(f"Trained a SentencePiece tokenizer of {len(tokenizer)} pieces on {self._table('train').path}.")
+        rank_zero_info(f"Trained a SentencePiece tokenizer of {len(tokenizer)} pieces on {self.table('train').path}.")
         return tokenizer
 
     @property
@@ -226,7 +226,8 @@ class TextClassificationDataModule(LightningDataModule):
     def _available_splits(self) -> list[str]:
         return dataset_splits(self.dataset, self.dataset_config)
 
-    def _table(self, split: str) -> Table:
+    def table(self, split: str) -> Table:
+        """The source rows of a split's file or dataset split, read once."""
         if split not in self._tables:
             path = self._path(split)
             if path:
@@ -284,13 +285,13 @@ class TextClassificationDataModule(LightningDataModule):
         if split in ("train", "validation") and not self._has_source("validation"):
             if self.val_split <= 0:
                 raise InputError("no validation data: give data.validation_file, or set data.val_split above 0.")
-            table = self._table("train")
+            table = self.table("train")
             train, val = _stratified_split(
                 self._label_ids(table, list(range(len(table.rows)))), self.val_split, self.split_seed
             )
             rows = train if split == "train" else val
         else:
-            table = self._table(split)
+            table = self.table(split)
             rows = list(range(len(table.rows)))
         limit = self.max_train_samples if split == "train" else self.max_eval_samples if split != "predict" else None
         return table, rows[:limit] if limit else rows
@@ -381,7 +382,11 @@ class TextClassificationDataModule(LightningDataModule):
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the label names and the tokenizer files, so a checkpoint stands alone."""
-        return {"labels": self.labels, "tokenizer_files": self._tokenizer_files}
+        return {
+            "labels": self.labels,
+            "tokenizer_files": self._tokenizer_files,
+            "tokenizer_source": self.tokenizer_name,
+        }
 
     @cached_property
     def _tokenizer_files(self) -> dict[str, bytes]:

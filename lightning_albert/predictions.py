@@ -41,7 +41,7 @@ class PredictionsWriter(Callback):
     def write(self, trainer: Trainer, pl_module: LightningModule, rows: dict[int, dict[str, Any]]) -> None:
         data = trainer.datamodule
         split = data.split("predict")
-        table = data._table("predict")
+        table = data.table("predict")
         names = [pl_module.id2label[i] for i in range(len(pl_module.id2label))]
         header = ["row"] + ([data.id_column] if data.id_column else []) + [data.text_column]
         header += [data.text_pair_column] if data.text_pair_column else []

@@ -103,3 +103,28 @@ def test_albert_base_architecture_with_the_shared_tokenizer_trains(tmp_path, sha
     run = only_run(tmp_path)
     assert logged_rows(run, "val")
     assert (run / "checkpoints" / "last.ckpt").is_file()
+
+
+def test_fine_tune_from_a_pretrained_folder_and_evaluate_without_it(fitted, tmp_path, shared_data):
+    """`model.pretrained` with a local folder (what users with the hub get from it), then validate after the
+    folder is gone: the checkpoint carries the architecture, so evaluating needs neither hub nor folder."""
+    import shutil
+
+    pretrained = tmp_path / "pretrained"
+    shutil.copytree(fitted / "hf_model", pretrained)
+    run_cli(
+        "fit", "--config", "configs/quickstart.yaml", "--model.config", "null",
+        "--model.pretrained", str(pretrained), "--data.tokenizer", str(pretrained),
+        "--data.train_file", str(PHRASEBANK / "train.csv"),
+        "--data.validation_file", str(PHRASEBANK / "validation.csv"),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
+        "--trainer.default_root_dir", str(tmp_path / "fit"),
+    )  # fmt: skip
+    run = only_run(tmp_path / "fit")
+    assert "fine-tuned version of" in (run / "README.md").read_text()
+    (logged,) = logged_rows(run, "val")
+    shutil.rmtree(pretrained)
+    run_cli("validate", "--config", str(run / "config.yaml"), "--ckpt_path", "best",
+            "--trainer.default_root_dir", str(tmp_path / "again"))  # fmt: skip
+    (again,) = logged_rows(only_run(tmp_path / "again"), "val")
+    assert again["val_f1"] == logged["val_f1"] and again["val_loss"] == logged["val_loss"]
