@@ -20,10 +20,15 @@ class PredictionsWriter(Callback):
 
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path) if path else None
+        self.target: Path | None = None  # resolved in setup, on every rank
         self._rows: dict[int, dict[str, Any]] = {}
 
     def resolved_path(self, trainer: Trainer) -> Path:
+        """Call on every rank: `trainer.log_dir` broadcasts from rank 0."""
         return self.path or Path(trainer.log_dir or ".") / "predictions.csv"
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        self.target = self.resolved_path(trainer)
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for i, row in enumerate(outputs["row"].tolist()):
@@ -46,7 +51,7 @@ class PredictionsWriter(Callback):
         header = ["row"] + ([data.id_column] if data.id_column else []) + [data.text_column]
         header += [data.text_pair_column] if data.text_pair_column else []
         header += ["label"] + [f"prob_{n}" for n in names]
-        path = self.resolved_path(trainer)
+        path = self.target
         with atomic_write(path, newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(header)

@@ -24,12 +24,17 @@ class RunFolderWriter(Callback):
 
     def __init__(self) -> None:
         self.report: dict[str, Any] = {}
+        self.folder = Path()
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        # On every rank: `trainer.log_dir` broadcasts from rank 0, so asking on rank 0 alone would deadlock.
+        self.folder = Path(trainer.log_dir)
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
         data = trainer.datamodule
-        data.tokenizer.save_pretrained(self._folder(trainer) / "tokenizer")
+        data.tokenizer.save_pretrained(self.folder / "tokenizer")
         self.report = {
             "labels": list(data.labels),
             "facts": {
@@ -59,7 +64,7 @@ class RunFolderWriter(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
-        folder = self._folder(trainer)
+        folder = self.folder
         checkpoint = trainer.checkpoint_callback
         best = checkpoint and (checkpoint.best_model_path or checkpoint.last_model_path)
         if best:
@@ -68,10 +73,6 @@ class RunFolderWriter(Callback):
             logger.save()
         write_report(folder)
 
-    @staticmethod
-    def _folder(trainer: Trainer) -> Path:
-        return Path(trainer.log_dir)
-
     def _save(self, trainer: Trainer) -> None:
-        with atomic_write(self._folder(trainer) / "report.json", encoding="utf-8") as f:
+        with atomic_write(self.folder / "report.json", encoding="utf-8") as f:
             json.dump(self.report, f, indent=1)
