@@ -35,6 +35,8 @@ DESCRIPTION = (
 
 
 class AlbertCLI(LightningCLI):
+    checkpoint_data: dict[str, Any] | None = None  # the DataModule state of --ckpt_path, when one is given
+
     def __init__(self, args: Any = None, run: bool = True):
         super().__init__(
             AlbertClassifier,
@@ -91,11 +93,11 @@ class AlbertCLI(LightningCLI):
         """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         ckpt_path = config.get("ckpt_path")
-        self.checkpoint_data = load_checkpoint(ckpt_path).get(DATA_STATE_KEY) if ckpt_path else None
-        state = self.checkpoint_data
+        checkpoint = load_checkpoint(ckpt_path) if ckpt_path else {}
+        self.checkpoint_data = state = checkpoint.get(DATA_STATE_KEY)
         if self.subcommand not in EVALUATING or not state:
             return
-        albert_config = load_checkpoint(config["ckpt_path"]).get("albert_config")
+        albert_config = checkpoint.get("albert_config")
         if albert_config:
             # Build the architecture the checkpoint holds: no hub download of weights about to be replaced,
             # and no config file that may have moved since.
