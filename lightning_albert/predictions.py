@@ -4,7 +4,6 @@ import csv
 from pathlib import Path
 from typing import Any
 
-import torch
 import torch.distributed as dist
 from lightning.pytorch import Callback, LightningModule, Trainer
 
@@ -69,6 +68,3 @@ def read_predictions(path: str | Path) -> list[dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
 
-
-def probabilities(rows: list[dict[str, str]], names: list[str]) -> torch.Tensor:
-    return torch.tensor([[float(r[f"prob_{n}"]) for n in names] for r in rows])
