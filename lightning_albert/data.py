@@ -368,8 +368,8 @@ class TextClassificationDataModule(LightningDataModule):
 
     def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
         if self.num_workers > 0:
-            # Tokenizing used the Rust thread pool; forking after that makes `tokenizers` warn and disable it.
-            # The workers only pad, so switching parallelism off before the fork loses nothing.
+            # Tokenizing used the Rust thread pool; forking after that makes tokenizers < 0.23 warn and disable
+            # it. The workers only pad, so switching parallelism off before the fork loses nothing.
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return DataLoader(
             self._splits[split],
