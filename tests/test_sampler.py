@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 from conftest import PHRASEBANK
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch.utils.data import Dataset, SequentialSampler
 from torchdata.stateful_dataloader import StatefulDataLoader
 
@@ -260,3 +262,36 @@ def test_eval_refuses_fewer_examples_than_processes():
         EvalBatchSampler([1, 2, 3], 8, num_replicas=4, rank=0)
     with pytest.raises(ValueError, match="batch size of at least 2"):
         EvalBatchSampler([1, 2, 3], 1, num_replicas=2, rank=0)
+
+
+class RecordBatches(LightningModule):
+    """The smallest model that trains: it records which examples each training step saw."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[list[int]] = []
+
+    def training_step(self, batch, batch_idx):
+        self.seen.append(batch.tolist())
+        return (self.weight * batch.float()).sum()
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.0)
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_lightning_resume_mid_epoch_sees_the_batches_an_uninterrupted_fit_saw(tmp_path, num_workers):
+    def fit(ckpt_path=None) -> list[list[int]]:
+        loader, _ = make_loader(num_workers)
+        model = RecordBatches()
+        every_5 = ModelCheckpoint(tmp_path, "{step}", every_n_train_steps=5, save_top_k=-1)
+        trainer = Trainer(max_epochs=2, callbacks=[every_5], logger=False, enable_progress_bar=False,
+                          enable_model_summary=False, num_sanity_val_steps=0)  # fmt: skip
+        trainer.fit(model, loader, ckpt_path=ckpt_path)
+        return model.seen
+
+    uninterrupted = fit()
+    assert len(uninterrupted) == 52 and uninterrupted[:26] != uninterrupted[26:]  # set_epoch reached the sampler
+    assert fit(tmp_path / "step=5.ckpt") == uninterrupted[5:]
+    assert fit(tmp_path / "step=30.ckpt") == uninterrupted[30:]  # 4 batches into epoch 1
