@@ -211,6 +211,13 @@ def markdown_table(rows: list[Row], results: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def cpu_name() -> str:
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").exists() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=30, help="Optimizer steps timed per run, after the warm-up.")
@@ -284,9 +291,9 @@ def main() -> None:
     setting = (
         f"{opts.steps} timed optimizer steps after {opts.warmup} warm-up steps, {opts.repeats} interleaved runs "
         f"per row, batch 8, max_length 128, {opts.threads} threads; model {opts.model_config.name}"
-        f"{' (tiny)' if opts.tiny else ''}, {params / 1e6:.1f}M matmul weights applied per token; "
+        f"{' (tiny)' if opts.tiny else ''}, {params / 1e6:.2f}M matmul weights applied per token; "
         f"torch {torch.__version__}, transformers {transformers.__version__}, lightning {lightning.__version__}, "
-        f"{platform.processor() or platform.machine()}, {time.strftime('%Y-%m-%d %H:%M')}."
+        f"{cpu_name()}, {time.strftime('%Y-%m-%d %H:%M')}."
     )
     note = (
         "Medians over all timed steps of a row's runs (a step: end of one optimizer step to the end of the next, "
