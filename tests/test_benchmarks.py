@@ -1,0 +1,42 @@
+"""The harness's own arithmetic (benchmarks/speed.py), checked against a computation by hand; the harness itself
+runs with `python benchmarks/speed.py --tiny --steps 3 --warmup 1`."""
+
+import json
+
+import pytest
+
+from benchmarks.speed import SHARED, applied_matmul_params, summarize
+
+
+def test_matmul_weights_per_token_count_albert_shared_layer_once_per_layer():
+    config_file = SHARED / "assets" / "albert-base-v2-config.json"
+    c = json.loads(config_file.read_text())
+    h, i, e = c["hidden_size"], c["intermediate_size"], c["embedding_size"]
+    # embedding projection, then per layer: query, key, value, attention output, FFN in and out
+    by_hand = e * h + c["num_hidden_layers"] * (4 * h * h + 2 * h * i)
+    assert applied_matmul_params(config_file, SHARED / "assets" / "albert-base-v2-tokenizer") == by_hand
+    assert 84e6 < by_hand < 86e6  # against ALBERT-base's 11.7M parameters
+
+
+def test_summary_takes_medians_over_pooled_steps():
+    def run(seconds, real):
+        return {
+            "step_seconds": seconds,
+            "step_samples": [8] * len(seconds),
+            "step_real_tokens": real,
+            "step_padded_tokens": [1024] * len(seconds),
+            "eval_seconds": 2.25,
+            "eval_samples": 225,
+            "eval_warmup_seconds": 9.0,
+            "probe_dtype": "float32",
+            "probe_flops_per_second": 1e11,
+            "peak_rss_mb": 500.0,
+        }
+
+    s = summarize([run([1.0, 2.0, 100.0], [256, 256, 256]), run([1.0, 4.0], [512, 512])], params=1000)
+    assert s["timed_steps"] == 5
+    assert s["train_samples_per_second"] == pytest.approx(4.0)  # rates 8, 4, 0.08, 8, 2: median 4
+    assert s["padding_share"] == pytest.approx(1 - (3 * 256 + 2 * 512) / (5 * 1024))
+    assert s["eval_samples_per_second"] == pytest.approx(100.0)
+    # real tokens/s: 256, 128, 2.56, 512, 128 -> median 128
+    assert s["mfu_real_tokens"] == pytest.approx(6 * 1000 * 128 / 1e11)
