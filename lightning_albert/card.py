@@ -13,6 +13,7 @@ import yaml
 from lightning_albert.history import METRICS, Evaluation, RunHistory, per_class
 
 PLOTS = {"learning_curves.png": "Learning curves", "confusion_matrix.png": "Confusion matrix"}
+TEST_PLOT = "test_confusion_matrix.png"
 
 
 def render_card(run: RunHistory) -> str:
@@ -35,8 +36,14 @@ def render_card(run: RunHistory) -> str:
         if last is not None and last is not best:
             parts.append(f"The last evaluation, epoch {last.epoch + 1} (step {last.step}), gave:")
             parts.append(_results(last))
+        if run.test:
+            parts.append(f"On the test split ({run.test['examples']} examples, not used for any choice), it gives:")
+            parts.append(_scores(run.test["loss"], run.test["metrics"]))
     else:
         parts.append("The run recorded no evaluation.")
+    stopped = _early_stop(run)
+    if stopped:
+        parts.append(stopped)
     labels = run.labels or [str(v) for v in (run.facts.get("labels") or [])]
     parts.append("## Model description\n")
     parts.append(
@@ -65,6 +72,8 @@ def render_card(run: RunHistory) -> str:
     pictures = [f"![{title}]({file})" for file, title in PLOTS.items() if (run.folder / file).is_file()]
     if pictures:
         parts.append("\n".join(pictures))
+    if run.test and labels:
+        parts.append(_test_section(run, labels))
     parts.append("### Framework versions\n")
     parts.append("\n".join(f"- {label} {_version(pkg)}" for label, pkg in _FRAMEWORKS))
     return "\n\n".join(p.rstrip("\n") for p in parts) + "\n"
@@ -92,26 +101,63 @@ def _front_matter(run: RunHistory, name: str, base: str | None) -> str:
         meta["base_model"] = str(base)
     meta["tags"] = ["text-classification", "albert", "lightning", "generated_from_lightning_albert"]
     meta["metrics"] = list(METRICS)
+    data_name = _data_name((run.config.get("data") or {}), plain=True)
     results = []
     if run.best is not None:
-        data_name = _data_name((run.config.get("data") or {}), plain=True)
-        results.append(
-            {
-                "task": {"type": "text-classification", "name": "Text Classification"},
-                "dataset": {"name": data_name, "type": data_name, "split": "validation"},
-                "metrics": [
-                    {"type": "loss", "value": round(run.best.val_loss, 4), "name": "Loss"},
-                    *({"type": m, "value": round(run.best.metrics[m], 4), "name": m.title()} for m in METRICS),
-                ],
-            }
-        )
+        results.append(_model_index_result(data_name, "validation", run.best.val_loss, run.best.metrics))
+    if run.test:
+        results.append(_model_index_result(data_name, "test", run.test["loss"], run.test["metrics"]))
     meta["model-index"] = [{"name": name, "results": results}]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"
 
 
+def _model_index_result(data_name: str, split: str, loss: float, metrics: dict[str, float]) -> dict[str, Any]:
+    return {
+        "task": {"type": "text-classification", "name": "Text Classification"},
+        "dataset": {"name": data_name, "type": data_name, "split": split},
+        "metrics": [
+            {"type": "loss", "value": round(loss, 4), "name": "Loss"},
+            *({"type": m, "value": round(metrics[m], 4), "name": m.title()} for m in METRICS),
+        ],
+    }
+
+
 def _results(e: Evaluation) -> str:
-    lines = [f"- Loss: {e.val_loss:.4f}"] + [f"- {m.title()}: {e.metrics[m]:.4f}" for m in METRICS]
-    return "\n".join(lines)
+    return _scores(e.val_loss, e.metrics)
+
+
+def _scores(loss: float, metrics: dict[str, float]) -> str:
+    return "\n".join([f"- Loss: {loss:.4f}"] + [f"- {m.title()}: {metrics[m]:.4f}" for m in METRICS])
+
+
+def _test_section(run: RunHistory, labels: list[str]) -> str:
+    test = run.test
+    which = f"the best checkpoint (epoch {run.best.epoch + 1})" if run.best else "the final model"
+    parts = [
+        "### Test results\n",
+        f"{which[0].upper()}{which[1:]} on the **test split** ({test['examples']} examples), evaluated once at the "
+        "end of training; nothing was chosen on it.",
+        _scores(test["loss"], test["metrics"]),
+        "Per-class results on the test split:\n",
+        _per_class_table(test["confusion_matrix"], labels),
+        "Test confusion matrix (rows: true class, columns: predicted class):\n",
+        _confusion_table(test["confusion_matrix"], labels),
+    ]
+    if (run.folder / TEST_PLOT).is_file():
+        parts.append(f"![Test confusion matrix]({TEST_PLOT})")
+    return "\n\n".join(p.rstrip("\n") for p in parts)
+
+
+def _early_stop(run: RunHistory) -> str | None:
+    stop = run.facts.get("early_stopping")
+    if not stop:
+        return None
+    best = f" The best checkpoint is from epoch {run.best.epoch + 1}." if run.best else ""
+    return (
+        f"Training stopped early after epoch {stop['stopped_after_epoch'] + 1} of {run.facts.get('max_epochs')}: "
+        f"{stop['monitor']} did not improve ({stop['mode']}, by more than {stop['min_delta']:g}) for "
+        f"{stop['patience']} evaluations in a row (early_stopping.patience).{best}"
+    )
 
 
 def _results_table(evaluations: list[Evaluation]) -> str:

@@ -5,6 +5,8 @@ of the run whose folder holds the `--config` given (Lightning writes `config.yam
 `test --config runs/x/lightning_logs/version_0/config.yaml --ckpt_path best` works from any later process.
 """
 
+import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -15,15 +17,32 @@ from lightning_albert.errors import InputError
 DATA_STATE_KEY = "TextClassificationDataModule"  # where Lightning stores the DataModule's state_dict
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint on the CPU without running pickled code; mmap keeps large ones cheap."""
+def load_checkpoint(path: str | Path, key: str = "checkpoint") -> dict[str, Any]:
+    """Read a checkpoint on the CPU without running pickled code; mmap keeps large ones cheap.
+
+    Only tensors and plain values are unpickled (`weights_only=True`): a checkpoint from someone else cannot run
+    code here. A refused, truncated or foreign file gets one line that says which, and never the advice torch
+    gives to turn the safe load off.
+    """
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"--ckpt_path: no such checkpoint file '{path}'.")
+        raise InputError(f"{key}: no such checkpoint file '{path}'.")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception as e:  # a truncated or foreign file: say which, not where torch failed
-        raise InputError(f"--ckpt_path: '{path}' is not a readable Lightning checkpoint ({e}).") from None
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError:
+        raise InputError(
+            f"{key}: refused '{path}': it holds pickled Python objects other than tensors and plain values, and "
+            "unpickling them could run code. lightning_albert only loads checkpoints it can read safely; use a "
+            "checkpoint written by lightning_albert, or export the model from a source you trust."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile):
+        raise InputError(
+            f"{key}: '{path}' is truncated or not a PyTorch checkpoint (it could not be read as one). "
+            "Was it copied completely?"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise InputError(f"{key}: '{path}' is not a Lightning checkpoint (it has no state_dict).")
+    return checkpoint
 
 
 def resolve_checkpoint(value: str | None, config_files: list[Any]) -> str | None:
@@ -31,16 +50,17 @@ def resolve_checkpoint(value: str | None, config_files: list[Any]) -> str | None
     if value is None:
         return None
     if value not in ("best", "last"):
-        if not Path(value).is_file():
-            raise InputError(f"--ckpt_path: no such checkpoint file '{value}'.")
-        return value
-    folder = run_checkpoints_folder(config_files)
-    last = folder / "last.ckpt"
-    if value == "last":
-        if not last.is_file():
+        path = Path(value)
+    else:
+        folder = run_checkpoints_folder(config_files)
+        path = folder / "last.ckpt"
+        if value == "last" and not path.is_file():
             raise InputError(f"--ckpt_path last: {folder} has no last.ckpt (was checkpoint.save_last off?).")
-        return str(last)
-    return str(best_checkpoint(folder))
+        if value == "best":
+            path = best_checkpoint(folder)
+    if not path.is_file():
+        raise InputError(f"--ckpt_path: no such checkpoint file '{path}'.")
+    return str(path)
 
 
 def run_checkpoints_folder(config_files: list[Any]) -> Path:
@@ -57,7 +77,7 @@ def run_checkpoints_folder(config_files: list[Any]) -> Path:
     )
 
 
-def best_checkpoint(folder: Path) -> Path:
+def find_best_checkpoint(folder: Path) -> Path | None:
     """The best checkpoint as recorded by ModelCheckpoint's state in last.ckpt, else the only `best-*` file."""
     last = folder / "last.ckpt"
     if last.is_file():
@@ -68,8 +88,15 @@ def best_checkpoint(folder: Path) -> Path:
                 if best.is_file():
                     return best
     candidates = sorted(folder.glob("best-*.ckpt"))
-    if len(candidates) == 1:
-        return candidates[0]
+    return candidates[0] if len(candidates) == 1 else None
+
+
+def best_checkpoint(folder: Path) -> Path:
+    """`find_best_checkpoint`, or an error that says why there is none."""
+    best = find_best_checkpoint(folder)
+    if best is not None:
+        return best
+    candidates = sorted(folder.glob("best-*.ckpt"))
     raise InputError(
         f"--ckpt_path best: cannot tell which checkpoint in {folder} is the best "
         f"({len(candidates)} best-*.ckpt files and no record in last.ckpt). Give the checkpoint's path."

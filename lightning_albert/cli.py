@@ -4,6 +4,7 @@ python -m lightning_albert fit --config configs/quickstart.yaml
 python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
 """
 
+import logging
 import os
 import sys
 import tempfile
@@ -13,16 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError
+from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
-from lightning_albert.run_folder import RunFolderWriter
+from lightning_albert.run_folder import EXPORT_FOLDER, RunFolderWriter
+from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
@@ -35,9 +38,17 @@ DESCRIPTION = (
 
 
 class AlbertCLI(LightningCLI):
+    checkpoint: dict[str, Any] | None = None  # --ckpt_path, read safely before Lightning reads it
     checkpoint_data: dict[str, Any] | None = None  # the DataModule state of --ckpt_path, when one is given
 
     def __init__(self, args: Any = None, run: bool = True):
+        self._temporary = tempfile.TemporaryDirectory(prefix="lightning_albert_")  # removed when the command ends
+        try:
+            self._init(args, run)
+        finally:
+            self._temporary.cleanup()
+
+    def _init(self, args: Any, run: bool) -> None:
         super().__init__(
             AlbertClassifier,
             TextClassificationDataModule,
@@ -46,6 +57,10 @@ class AlbertCLI(LightningCLI):
                 "max_epochs": 20,
                 "gradient_clip_val": 1.0,  # the HF Trainer's max_grad_norm default; Lightning's is no clipping
                 "check_val_every_n_epoch": 1,
+                # Lists metric objects and "Total FLOPs: 0"; fit prints the parameter count and its plan instead.
+                "enable_model_summary": False,
+                # Our batch samplers shard over processes themselves (exactly once per example in evaluation).
+                "use_distributed_sampler": False,
             },
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
             parser_kwargs={"prog": "python -m lightning_albert", "description": DESCRIPTION},
@@ -59,6 +74,30 @@ class AlbertCLI(LightningCLI):
         parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
         parser.link_arguments("data.id2label", "model.id2label", apply_on="instantiate")
         parser.link_arguments("data.vocab_size", "model.vocab_size", apply_on="instantiate")
+        # The training order follows the run's seed (seed_everything: true picks one at random: left to torch's).
+        parser.link_arguments(
+            "seed_everything", "data.seed", compute_fn=lambda s: s if type(s) is int else None, apply_on="parse"
+        )
+        parser.add_argument(
+            "--test_after_fit",
+            type=bool,
+            default=True,
+            help="When the data has a test split, fit ends by testing the best checkpoint on it; its results go "
+            "on the model card and into the summary.",
+        )
+        parser.add_argument(
+            "--early_stopping.patience",
+            type=int | None,
+            default=None,
+            help="Stop fit when checkpoint.monitor has not improved for this many validations (off when unset). "
+            "The best checkpoint is kept, and the card says where and why the run stopped.",
+        )
+        parser.add_argument(
+            "--early_stopping.min_delta",
+            type=float,
+            default=0.0,
+            help="The smallest change of checkpoint.monitor that counts as an improvement for early stopping.",
+        )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
             {
@@ -88,12 +127,15 @@ class AlbertCLI(LightningCLI):
         if subcommand:
             config = self.config[subcommand]
             config["ckpt_path"] = resolve_checkpoint(config.get("ckpt_path"), config.get("config"))
+            # Read here, safely: LightningCLI reads it next (`_parse_ckpt_path`), and a refused or broken file
+            # would surface there as a traceback.
+            self.checkpoint = load_checkpoint(config["ckpt_path"], "--ckpt_path") if config["ckpt_path"] else None
 
     def before_instantiate_classes(self) -> None:
         """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         ckpt_path = config.get("ckpt_path")
-        checkpoint = load_checkpoint(ckpt_path) if ckpt_path else {}
+        checkpoint = self.checkpoint or {}
         self.checkpoint_data = state = checkpoint.get(DATA_STATE_KEY)
         if self.subcommand not in EVALUATING or not state:
             return
@@ -110,8 +152,7 @@ class AlbertCLI(LightningCLI):
         if not data.get("tokenizer") or data["tokenizer"] == state.get("tokenizer_source"):
             data["tokenizer"] = self._checkpoint_tokenizer(ckpt_path, state)
 
-    @staticmethod
-    def _checkpoint_tokenizer(ckpt_path: str, state: dict[str, Any]) -> str:
+    def _checkpoint_tokenizer(self, ckpt_path: str, state: dict[str, Any]) -> str:
         """The run's saved tokenizer folder when it is the checkpoint's, else the checkpoint's copy unpacked."""
         run_tokenizer = Path(ckpt_path).resolve().parent.parent / "tokenizer"
         files = state["tokenizer_files"]
@@ -120,9 +161,9 @@ class AlbertCLI(LightningCLI):
             for name, data in files.items()
         ):
             return str(run_tokenizer)
-        folder = tempfile.mkdtemp(prefix="lightning_albert_tokenizer_")
+        folder = Path(self._temporary.name) / "tokenizer"
         tokenizer_from_files(files).save_pretrained(folder)
-        return folder
+        return str(folder)
 
     def after_instantiate_classes(self) -> None:
         if self.checkpoint_data:  # before Lightning restores weights, whose shapes would fail less clearly
@@ -143,11 +184,38 @@ class AlbertCLI(LightningCLI):
         callbacks = list(trainer_config.get("callbacks") or [])
         if self.subcommand == "fit":
             callbacks.append(RunFolderWriter())
+            config = self.config["fit"]
+            if config["early_stopping"]["patience"] is not None:
+                # Watches what ModelCheckpoint watches, so "best" and "stopped improving" mean the same thing.
+                checkpoint = config["checkpoint"]
+                callbacks.append(
+                    EarlyStopping(
+                        monitor=checkpoint["monitor"],
+                        mode=checkpoint["mode"],
+                        patience=config["early_stopping"]["patience"],
+                        min_delta=config["early_stopping"]["min_delta"],
+                    )
+                )
         if self.subcommand == "predict":
             config = self.config["predict"]
             callbacks.append(PredictionsWriter(config.get("predictions_file")))
         kwargs["callbacks"] = callbacks
         return super().instantiate_trainer(**kwargs)
+
+    def before_fit(self) -> None:
+        """Read and check the test split now, so a problem with it stops the run before training, not after."""
+        if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
+            self.datamodule.setup("test")
+
+    def after_fit(self) -> None:
+        """Test the best checkpoint when there is a test split, then say what the run did and where it is."""
+        trainer = self.trainer
+        if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
+            best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
+            trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None, verbose=False)
+        if trainer.is_global_zero:
+            folder = Path(trainer.log_dir)
+            print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
 
     def before_predict(self) -> None:
         """Refuse to replace an existing predictions file before spending time on predicting."""
@@ -176,8 +244,7 @@ def main(args: list[str] | None = None) -> None:
     LightningCLI's fit / validate / test / predict.
     """
     argv = sys.argv[1:] if args is None else list(args)
-    # A deprecation inside Lightning 2.6 with torch >= 2.10, printed on every run; nothing a user can act on.
-    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    quiet_library_noise()
     try:
         if argv and argv[0] in TOOLS:
             import_module(f"lightning_albert.{argv[0]}").main(argv[1:])
@@ -189,6 +256,22 @@ def main(args: list[str] | None = None) -> None:
             raise
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+
+
+def quiet_library_noise() -> None:
+    """Silence what a user cannot act on, through each library's own switches; keep progress and real warnings."""
+    # A deprecation inside Lightning 2.6 with torch >= 2.10, printed on every run.
+    warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
+    # torchdata 0.11's StatefulDataLoader calls a torch function that torch deprecated since.
+    warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated")
+    # Lightning advertises its cloud products ("💡 Tip: ... litlogger") on every Trainer through this logger.
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
+        lambda record: not str(record.msg).startswith("💡 Tip")
+    )
+    # "Writing model shards" / "Loading weights" bars for a model of a few megabytes.
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
 
 def _input_error(e: BaseException | None) -> InputError | None:

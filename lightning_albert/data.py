@@ -5,12 +5,15 @@ import random
 from functools import cached_property
 from typing import Any
 
+import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from lightning_albert.errors import InputError
+from lightning_albert.sampler import EvalBatchSampler, TrainBatchSampler
 from lightning_albert.tables import Table, dataset_splits, read_dataset, read_table
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
@@ -31,6 +34,11 @@ class EncodedSplit(Dataset):
     def __getitem__(self, i: int) -> dict[str, Any]:
         return self.features[i]
 
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per example, for length-grouped and length-sorted batches."""
+        return [len(f["input_ids"]) for f in self.features]
+
 
 class TextClassificationDataModule(LightningDataModule):
     def __init__(
@@ -49,6 +57,9 @@ class TextClassificationDataModule(LightningDataModule):
         max_length: int = 128,
         batch_size: int = 8,
         eval_batch_size: int = 8,
+        group_by_length: bool = False,
+        sort_eval_by_length: bool = True,
+        seed: int | None = None,
         num_workers: int = 0,
         val_split: float = 0.1,
         split_seed: int = 42,
@@ -85,6 +96,12 @@ class TextClassificationDataModule(LightningDataModule):
             max_length: Tokens per example (special tokens included); longer texts are truncated.
             batch_size: Training examples per batch per device.
             eval_batch_size: Examples per batch for validation, test and predict.
+            group_by_length: Train on batches of texts of similar length (as the HF Trainer's group_by_length):
+                far less padding, so much faster, but it changes which texts share a batch, so the seed recipe
+                keeps it off. Still shuffled every epoch.
+            sort_eval_by_length: Evaluate and predict in batches sorted by length (less padding); outputs keep
+                the input order and metrics do not depend on the order.
+            seed: Seed of the training order (epoch e uses seed + e). Linked from seed_everything.
             num_workers: DataLoader worker processes.
             val_split: Share of the training file held out for validation when no validation_file is given
                 (stratified by label, seeded by `split_seed`).
@@ -115,6 +132,9 @@ class TextClassificationDataModule(LightningDataModule):
         self.max_length = max_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        self.group_by_length = group_by_length
+        self.sort_eval_by_length = sort_eval_by_length
+        self.seed = seed
         self.num_workers = num_workers
         self.val_split = val_split
         self.split_seed = split_seed
@@ -215,6 +235,10 @@ class TextClassificationDataModule(LightningDataModule):
             "test": self.test_file,
             "predict": self.predict_file,
         }[split]
+
+    def has_split(self, split: str) -> bool:
+        """Whether data for a split ("train", "validation", "test", "predict") was given."""
+        return self._has_source(split)
 
     def _has_source(self, split: str) -> bool:
         if self._path(split):
@@ -355,37 +379,61 @@ class TextClassificationDataModule(LightningDataModule):
         return self._splits[name]
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", self.batch_size, shuffle=True)
+        """Stateful (torchdata), so a checkpoint taken mid-epoch records where the epoch's order stands."""
+        split = self._splits["train"]
+        world, rank = self._processes()
+        seed = self.seed if self.seed is not None else torch.initial_seed() % 2**31
+        sampler = TrainBatchSampler(
+            split.lengths, self.batch_size, self.group_by_length, seed=seed, num_replicas=world, rank=rank
+        )
+        return StatefulDataLoader(split, batch_sampler=sampler, **self._loader_options())
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader("validation", self.eval_batch_size)
+        return self._eval_loader("validation")
 
     def test_dataloader(self) -> DataLoader:
-        return self._loader("test", self.eval_batch_size)
+        return self._eval_loader("test")
 
     def predict_dataloader(self) -> DataLoader:
-        return self._loader("predict", self.eval_batch_size)
+        return self._eval_loader("predict")
 
-    def _loader(self, split: str, batch_size: int, shuffle: bool = False) -> DataLoader:
+    def _eval_loader(self, name: str) -> DataLoader:
+        """Every example exactly once over all processes, in the same number of batches on each (exact metrics
+        under DDP with no hang); predictions carry their row, so the writer restores the input order."""
+        split = self._splits[name]
+        world, rank = self._processes()
+        if len(split) < world:
+            raise InputError(
+                f"the {name} data has {len(split)} rows but there are {world} processes: give at least one row "
+                "per process, or run on fewer devices."
+            )
+        sampler = EvalBatchSampler(split.lengths, self.eval_batch_size, self.sort_eval_by_length, world, rank)
+        return DataLoader(split, batch_sampler=sampler, **self._loader_options())
+
+    def _processes(self) -> tuple[int, int]:
+        """Data-parallel world size and this process's rank: the samplers shard the data themselves."""
+        trainer = self.trainer
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+
+    def _loader_options(self) -> dict[str, Any]:
         if self.num_workers > 0:
             # Tokenizing used the Rust thread pool; forking after that makes tokenizers < 0.23 warn and disable
             # it. The workers only pad, so switching parallelism off before the fork loses nothing.
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        return DataLoader(
-            self._splits[split],
-            batch_size=batch_size,
-            shuffle=shuffle,
+        return dict(
             collate_fn=DataCollatorWithPadding(self.tokenizer),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
 
     def state_dict(self) -> dict[str, Any]:
-        """Saved in every checkpoint: the label names and the tokenizer files, so a checkpoint stands alone."""
+        """Saved in every checkpoint: the label names, the tokenizer files and where texts are truncated, so a
+        checkpoint stands alone and its export reads texts as training did."""
         return {
             "labels": self.labels,
             "tokenizer_files": self._tokenizer_files,
             "tokenizer_source": self.tokenizer_name,
+            "max_length": self.max_length,
         }
 
     @cached_property

@@ -23,7 +23,7 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool
     output = Path(output)
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise InputError(f"export: {output} exists and is not empty. Choose another folder, or pass --overwrite.")
-    checkpoint = load_checkpoint(ckpt_path)
+    checkpoint = load_checkpoint(ckpt_path, "export")
     if "albert_config" not in checkpoint or DATA_STATE_KEY not in checkpoint:
         raise InputError(f"export: {ckpt_path} was not written by lightning_albert (no ALBERT config or tokenizer).")
     config = AlbertConfig.from_dict(checkpoint["albert_config"])
@@ -31,9 +31,16 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     model.load_state_dict(weights)
-    tokenizer = tokenizer_from_files(checkpoint[DATA_STATE_KEY]["tokenizer_files"])
-    # So that `truncation=True` stops at the model's positions instead of at tokenizers' "unlimited".
-    tokenizer.model_max_length = config.max_position_embeddings
+    data = checkpoint[DATA_STATE_KEY]
+    tokenizer = tokenizer_from_files(
+        data["tokenizer_files"],
+        # `truncation=True` then cuts where the run did (data.max_length), so a pipeline sees what training and
+        # `predict` saw; checkpoints from before max_length was saved fall back to the model's positions.
+        model_max_length=data.get("max_length") or config.max_position_embeddings,
+        # transformers 5 tokenizers leave token_type_ids out unless named: a pair model needs them (the second
+        # text is segment 1), and for single texts they are the zeros the model assumes anyway.
+        model_input_names=["input_ids", "token_type_ids", "attention_mask"],
+    )
     # Written beside the target and renamed into place: a crash leaves no half-written export.
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))

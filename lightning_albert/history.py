@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from lightning_albert.checkpoints import best_checkpoint, load_checkpoint
+from lightning_albert.checkpoints import find_best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
 
 METRICS = ("accuracy", "precision", "recall", "f1")
@@ -39,6 +39,7 @@ class RunHistory:
     best: Evaluation | None
     best_checkpoint: Path | None
     facts: dict[str, Any] = field(default_factory=dict)
+    test: dict[str, Any] | None = None  # the best checkpoint on the test split, when fit ended by testing it
 
     @property
     def last(self) -> Evaluation | None:
@@ -57,7 +58,7 @@ def read_run(folder: str | Path) -> RunHistory:
     evaluations = _evaluations(folder / "metrics.csv", report.get("evaluations", []))
     best_path, best = _best(folder / "checkpoints", evaluations, config)
     labels = report.get("labels") or []
-    return RunHistory(folder, config, labels, evaluations, best, best_path, report.get("facts", {}))
+    return RunHistory(folder, config, labels, evaluations, best, best_path, report.get("facts", {}), report.get("test"))
 
 
 def _evaluations(metrics_csv: Path, recorded: list[dict]) -> list[Evaluation]:
@@ -85,11 +86,7 @@ def _evaluations(metrics_csv: Path, recorded: list[dict]) -> list[Evaluation]:
 
 def _best(folder: Path, evaluations: list[Evaluation], config: dict) -> tuple[Path | None, Evaluation | None]:
     """The evaluation the best checkpoint was taken at; by the monitored metric if there is no checkpoint."""
-    path = None
-    try:
-        path = best_checkpoint(folder) if folder.is_dir() else None
-    except InputError:
-        pass
+    path = find_best_checkpoint(folder) if folder.is_dir() else None
     if path is not None:
         checkpoint = load_checkpoint(path)
         for e in evaluations:

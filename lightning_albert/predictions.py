@@ -67,4 +67,3 @@ def read_predictions(path: str | Path) -> list[dict[str, str]]:
     """The predictions file as a list of dicts (a convenience for tests and notebooks)."""
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
-

@@ -15,7 +15,7 @@ from lightning_albert.plots import plot_confusion_matrix, plot_learning_curves, 
 
 
 def write_report(folder: str | Path) -> Path:
-    """Render `README.md`, `learning_curves.png` and `confusion_matrix.png` into the run folder."""
+    """Render `README.md`, `learning_curves.png`, `confusion_matrix.png` (and the test split's) into the run folder."""
     run = read_run(folder)
     if run.evaluations:
         save_png(plot_learning_curves(run), run.folder / "learning_curves.png")
@@ -23,6 +23,12 @@ def write_report(folder: str | Path) -> Path:
         title = f"Validation, best checkpoint (epoch {run.best.epoch + 1})"
         save_png(
             plot_confusion_matrix(run.best.confusion_matrix, run.labels, title), run.folder / "confusion_matrix.png"
+        )
+    if run.test and run.labels:
+        title = f"Test split, best checkpoint (epoch {run.best.epoch + 1})" if run.best else "Test split"
+        save_png(
+            plot_confusion_matrix(run.test["confusion_matrix"], run.labels, title),
+            run.folder / "test_confusion_matrix.png",
         )
     card = run.folder / "README.md"
     with atomic_write(card, encoding="utf-8") as f:

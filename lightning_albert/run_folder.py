@@ -1,8 +1,9 @@
 """What a fit leaves in its run folder besides Lightning's logs and checkpoints.
 
 tokenizer/       the tokenizer (a trained one exists only in memory until fit starts)
-report.json      per validation: optimizer step and confusion matrix; labels and run facts
-README.md        the model card, with learning_curves.png and confusion_matrix.png
+report.json      per validation: optimizer step and confusion matrix; labels, run facts, how the run ended, and
+                 the best checkpoint's test results when fit ends by testing it
+README.md        the model card, with learning_curves.png, confusion_matrix.png and test_confusion_matrix.png
 hf_model/        the best checkpoint exported for transformers
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import EarlyStopping
 
 from lightning_albert.export import export_checkpoint
 from lightning_albert.files import atomic_write
@@ -64,6 +66,19 @@ class RunFolderWriter(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
             return
+        self.report["facts"]["epochs_run"] = trainer.current_epoch
+        self.report["facts"]["max_epochs"] = trainer.max_epochs
+        stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+        if stopper is not None and stopper.stopped_epoch:
+            self.report["facts"]["early_stopping"] = {
+                "stopped_after_epoch": stopper.stopped_epoch,  # 0-based, as Lightning counts
+                "monitor": stopper.monitor,
+                "mode": stopper.mode,
+                "patience": stopper.patience,
+                "min_delta": abs(stopper.min_delta),
+                "reason": stopper.stopping_reason_message,
+            }
+        self._save(trainer)
         folder = self.folder
         checkpoint = trainer.checkpoint_callback
         best = checkpoint and (checkpoint.best_model_path or checkpoint.last_model_path)
@@ -72,6 +87,24 @@ class RunFolderWriter(Callback):
         for logger in trainer.loggers:  # metrics.csv complete before the card reads it
             logger.save()
         write_report(folder)
+
+    def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """After fit, the CLI tests the best checkpoint: its scores and confusion matrix go on the card."""
+        if not trainer.is_global_zero or not self.report or pl_module.confusion_matrix is None:
+            return
+        checkpoint = trainer.checkpoint_callback
+        metrics = {
+            k.removeprefix("test_"): float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test_")
+        }
+        self.report["test"] = {
+            "checkpoint": Path(checkpoint.best_model_path).name if checkpoint and checkpoint.best_model_path else None,
+            "examples": len(trainer.datamodule.split("test")),
+            "loss": metrics.pop("loss"),
+            "metrics": metrics,
+            "confusion_matrix": pl_module.confusion_matrix.tolist(),
+        }
+        self._save(trainer)
+        write_report(self.folder)
 
     def _save(self, trainer: Trainer) -> None:
         with atomic_write(self.folder / "report.json", encoding="utf-8") as f:

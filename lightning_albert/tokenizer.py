@@ -78,9 +78,9 @@ def tokenizer_files(tokenizer: PreTrainedTokenizerBase) -> dict[str, bytes]:
         return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
 
 
-def tokenizer_from_files(files: dict[str, bytes]) -> PreTrainedTokenizerBase:
-    """The inverse of `tokenizer_files`."""
+def tokenizer_from_files(files: dict[str, bytes], **settings) -> PreTrainedTokenizerBase:
+    """The inverse of `tokenizer_files`; `settings` (e.g. model_max_length) override the saved ones."""
     with tempfile.TemporaryDirectory() as folder:
         for name, data in files.items():
             (Path(folder) / name).write_bytes(data)
-        return AutoTokenizer.from_pretrained(folder)
+        return AutoTokenizer.from_pretrained(folder, **settings)

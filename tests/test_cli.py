@@ -116,7 +116,7 @@ def test_fine_tune_from_a_pretrained_folder_and_evaluate_without_it(fitted, tmp_
         "fit", "--config", "configs/quickstart.yaml", "--model.config", "null",
         "--model.pretrained", str(pretrained), "--data.tokenizer", str(pretrained),
         "--data.train_file", str(PHRASEBANK / "train.csv"),
-        "--data.validation_file", str(PHRASEBANK / "validation.csv"),
+        "--data.validation_file", str(PHRASEBANK / "validation.csv"), "--data.test_file", "null",
         "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "2",
         "--trainer.default_root_dir", str(tmp_path / "fit"),
     )  # fmt: skip

@@ -1,9 +1,10 @@
 """What a fit leaves for people and for transformers: the card, the pictures, the export."""
 
+import csv
 import re
 
 import pytest
-from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli
+from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli, tiny_model_args
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from lightning_albert.history import METRICS, per_class, read_run
@@ -101,6 +102,7 @@ def test_report_rerenders_the_same_card_from_the_run_folder(fitted, tmp_path):
 
 
 def test_export_loads_with_auto_classes_and_pipeline_and_predicts_like_predict(fitted, tmp_path):
+    """Texts longer than the run's max_length (64 in the quickstart) are cut where predict cuts them."""
     export = fitted / "hf_model"
     predictions = tmp_path / "predictions.csv"
     run_cli("predict", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
@@ -109,15 +111,49 @@ def test_export_loads_with_auto_classes_and_pipeline_and_predicts_like_predict(f
     model = AutoModelForSequenceClassification.from_pretrained(export)
     tokenizer = AutoTokenizer.from_pretrained(export)
     assert model.config.id2label == {0: "negative", 1: "neutral", 2: "positive"}
-    assert tokenizer.model_max_length == model.config.max_position_embeddings == 128
-    assert len(tokenizer("word " * 1000, truncation=True)["input_ids"]) == 128
+    assert model.config.max_position_embeddings == 128
+    assert tokenizer.model_max_length == 64  # the run's data.max_length, not the model's positions
+    long = [r for r in rows if len(tokenizer(r["text"])["input_ids"]) > 64]
+    assert long, "the test needs texts longer than max_length"
+    assert {p.name for p in export.iterdir()} >= {"model.safetensors"}
+    assert not list(export.glob("*.bin")), "the export is safetensors only"
     classify = pipeline("text-classification", model=str(export), top_k=None)
-    outputs = classify([r["text"] for r in rows], truncation=True)
-    for row, scores in zip(rows, outputs):
+    _assert_pipeline_equals_predictions(classify([r["text"] for r in rows], truncation=True), rows)
+
+
+def _assert_pipeline_equals_predictions(outputs: list, rows: list[dict]) -> None:
+    for row, scores in zip(rows, outputs, strict=True):
         probs = {s["label"]: s["score"] for s in scores}
         assert max(probs, key=probs.get) == row["label"]
         for label, p in probs.items():
             assert p == pytest.approx(float(row[f"prob_{label}"]), abs=1e-5)
+
+
+def test_export_of_a_sentence_pair_run_predicts_like_predict(tmp_path, shared_data):
+    """Pairs are truncated longest-first to max_length by both; half the pairs here are longer than it."""
+    source = read_csv(PHRASEBANK / "train.csv")[:240]
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["premise", "hypothesis", "label"])
+        for a, b in zip(source[::2], source[1::2]):
+            writer.writerow([a["text"], b["text"], a["label"]])
+    root = tmp_path / "runs"
+    run_cli("fit", "--config", "configs/quickstart.yaml", "--data.train_file", str(pairs),
+            "--data.validation_file", str(pairs), "--data.test_file", "null", "--data.predict_file", str(pairs),
+            "--data.text_column", "premise", "--data.text_pair_column", "hypothesis", "--data.max_length", "48",
+            "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root), *tiny_model_args())  # fmt: skip
+    run = only_run(root)
+    predictions = tmp_path / "predictions.csv"
+    run_cli("predict", "--config", str(run / "config.yaml"), "--ckpt_path", "best",
+            "--trainer.default_root_dir", str(tmp_path), "--predictions_file", str(predictions))  # fmt: skip
+    rows = read_csv(predictions)
+    tokenizer = AutoTokenizer.from_pretrained(run / "hf_model")
+    assert tokenizer.model_max_length == 48
+    assert sum(len(tokenizer(r["premise"], r["hypothesis"])["input_ids"]) > 48 for r in rows) > len(rows) // 4
+    classify = pipeline("text-classification", model=str(run / "hf_model"), top_k=None)
+    inputs = [{"text": r["premise"], "text_pair": r["hypothesis"]} for r in rows]
+    _assert_pipeline_equals_predictions(classify(inputs, truncation=True), rows)
 
 
 def test_export_command_writes_a_folder_and_keeps_an_existing_one(fitted, tmp_path):

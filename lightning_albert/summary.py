@@ -1,0 +1,66 @@
+"""What the console says when a fit ends: what the run achieved, where its files are, and what to run next.
+
+Built from the run folder (`history.read_run`), the same source as the model card, so the two never disagree.
+"""
+
+from pathlib import Path
+
+from lightning_albert.history import METRICS, RunHistory
+
+COLUMNS = ("loss", *METRICS)
+
+
+def fit_summary(run: RunHistory, export: Path | None) -> str:
+    folder = run.folder
+    facts = run.facts
+    epochs = facts.get("epochs_run")
+    lines = ["", f"Fit finished after {epochs} epoch{'s' if epochs != 1 else ''}" + _stop_note(run) + "."]
+    if run.best is not None:
+        best = run.best
+        checkpoint = f" -> checkpoints/{run.best_checkpoint.name}" if run.best_checkpoint else ""
+        lines.append(f"Best checkpoint: epoch {best.epoch + 1}, step {best.step}, by {_monitor(run)}{checkpoint}")
+        rows = [("validation", best.val_loss, best.metrics)]
+        if run.last is not None and run.last is not best:
+            rows.append((f"last (epoch {run.last.epoch + 1})", run.last.val_loss, run.last.metrics))
+        if run.test:
+            rows.append((f"test ({run.test['examples']})", run.test["loss"], run.test["metrics"]))
+        lines.append(_table(rows))
+    else:
+        lines.append("No validation ran, so there is no best checkpoint.")
+    lines.append(f"Run folder: {folder}")
+    lines.append(f"  model card  {folder / 'README.md'}")
+    if export is not None and export.is_dir():
+        lines.append(f"  export      {export}  (transformers' pipeline loads it)")
+    lines.append(f"  metrics     {folder / 'metrics.csv'}  (tensorboard --logdir {folder.parent})")
+    config = folder / "config.yaml"
+    lines.append("Next:")
+    for command in ("validate", "test"):
+        lines.append(f"  python -m lightning_albert {command} --config {config} --ckpt_path best")
+    lines.append(
+        f"  python -m lightning_albert predict --config {config} --ckpt_path best --data.predict_file <texts.csv>"
+    )
+    lines.append(f"  python -m lightning_albert serve {folder}")
+    return "\n".join(lines)
+
+
+def _table(rows: list[tuple[str, float, dict[str, float]]]) -> str:
+    width = max(len(name) for name, _, _ in rows)
+    out = ["  " + " " * width + "".join(f"{c:>11}" for c in COLUMNS)]
+    for name, loss, metrics in rows:
+        out.append(f"  {name:<{width}}" + f"{loss:>11.4f}" + "".join(f"{metrics[m]:>11.4f}" for m in METRICS))
+    return "\n".join(out)
+
+
+def _stop_note(run: RunHistory) -> str:
+    stop = run.facts.get("early_stopping")
+    if stop:
+        return (
+            f" of {run.facts.get('max_epochs')}: stopped early, {stop['monitor']} did not improve for "
+            f"{stop['patience']} evaluations"
+        )
+    return ""
+
+
+def _monitor(run: RunHistory) -> str:
+    checkpoint = run.config.get("checkpoint") or {}
+    return f"{checkpoint.get('mode', 'max')} {checkpoint.get('monitor', 'val_f1')}"
