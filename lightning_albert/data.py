@@ -3,41 +3,72 @@
 import os
 import random
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 from torchdata.stateful_dataloader import StatefulDataLoader
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 
+from lightning_albert import token_cache
 from lightning_albert.errors import InputError
 from lightning_albert.sampler import EvalBatchSampler, TrainBatchSampler
 from lightning_albert.tables import Table, dataset_splits, read_dataset, read_table
+from lightning_albert.token_cache import PadCollator, TokenArrays
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
 SPLITS = ("train", "validation", "test", "predict")
 
 
 class EncodedSplit(Dataset):
-    """Token ids of one split, tokenized once; `rows` are the 0-based data-row indices in the source file."""
+    """Token ids of one split, tokenized once and held as flat arrays (`token_cache.TokenArrays`).
 
-    def __init__(self, features: list[dict[str, Any]], rows: list[int], ids: list[Any] | None = None):
-        self.features = features
+    `rows` are the 0-based data-row indices in the source file, `labels` the class ids (None for predict), `ids`
+    the values of data.id_column. An item is what `PadCollator` batches: `input_ids` (and `token_type_ids` for
+    pairs) as numpy views, `labels` and `row`.
+    """
+
+    def __init__(
+        self, tokens: TokenArrays, rows: list[int], labels: np.ndarray | None = None, ids: list[Any] | None = None
+    ):
+        self.tokens = tokens
         self.rows = rows
+        self.labels = labels
         self.ids = ids
 
     def __len__(self) -> int:
-        return len(self.features)
+        return len(self.rows)
+
+    @cached_property
+    def lengths(self) -> np.ndarray:
+        """Tokens per example (special tokens included)."""
+        return self.tokens.lengths
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return self.features[i]
+        start, end = self.tokens.offsets[i], self.tokens.offsets[i + 1]
+        item: dict[str, Any] = {"input_ids": self.tokens.input_ids[start:end]}
+        if self.tokens.token_type_ids is not None:
+            item["token_type_ids"] = self.tokens.token_type_ids[start:end]
+        if self.labels is not None:
+            item["labels"] = int(self.labels[i])
+        item["row"] = self.rows[i]
+        return item
 
     @property
-    def lengths(self) -> list[int]:
-        """Tokens per example, for length-grouped and length-sorted batches."""
-        return [len(f["input_ids"]) for f in self.features]
+    def features(self) -> list[dict[str, Any]]:
+        """Every example as a dict of Python lists, with its attention mask: for inspection, it costs kilobytes
+        an example."""
+        features = []
+        for i in range(len(self)):
+            item = self[i]
+            feature = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in item.items()}
+            feature["attention_mask"] = [1] * len(feature["input_ids"])
+            features.append(feature)
+        return features
 
 
 class TextClassificationDataModule(LightningDataModule):
@@ -55,6 +86,9 @@ class TextClassificationDataModule(LightningDataModule):
         tokenizer: str | None = None,
         tokenizer_vocab_size: int = 8000,
         max_length: int = 128,
+        cache_tokens: bool = True,
+        cache_dir: str | None = None,
+        pad_to_multiple_of: int | None = None,
         batch_size: int = 8,
         eval_batch_size: int = 8,
         group_by_length: bool = False,
@@ -94,6 +128,14 @@ class TextClassificationDataModule(LightningDataModule):
                 on the training texts (the offline path) and saved with the run.
             tokenizer_vocab_size: Vocabulary size asked of a trained tokenizer; small corpora give fewer pieces.
             max_length: Tokens per example (special tokens included); longer texts are truncated.
+            cache_tokens: Keep the token ids of each split in `cache_dir`, so a later fit, validate or test on the
+                same file, tokenizer and max_length reads them (memory-mapped) instead of tokenizing again.
+            cache_dir: Folder of that cache; default `$XDG_CACHE_HOME/lightning_albert/tokens`, or
+                `~/.cache/lightning_albert/tokens`. A file is named by a digest of the data file's content, the
+                rows used, the tokenizer's files, max_length and the text columns, so an edit is never served
+                stale; to clear the cache, delete the folder.
+            pad_to_multiple_of: Pad each batch's length up to a multiple of this (8 helps tensor cores and gives
+                torch.compile fewer shapes to recompile for); unset pads to the batch's longest example.
             batch_size: Training examples per batch per device.
             eval_batch_size: Examples per batch for validation, test and predict.
             group_by_length: Train on batches of texts of similar length (as the HF Trainer's group_by_length):
@@ -130,6 +172,9 @@ class TextClassificationDataModule(LightningDataModule):
         self.tokenizer_name = tokenizer
         self.tokenizer_vocab_size = tokenizer_vocab_size
         self.max_length = max_length
+        self.cache_tokens = cache_tokens
+        self.cache_dir = Path(cache_dir) if cache_dir else token_cache.default_cache_dir()
+        self.pad_to_multiple_of = pad_to_multiple_of
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.group_by_length = group_by_length
@@ -178,6 +223,8 @@ class TextClassificationDataModule(LightningDataModule):
         for key in ("batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise InputError(f"data.{key} must be at least 1.")
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise InputError(f"data.pad_to_multiple_of must be at least 1, got {self.pad_to_multiple_of}.")
 
     # ------------------------------------------------------------------------------------ labels, tokenizer
     @cached_property
@@ -337,35 +384,32 @@ class TextClassificationDataModule(LightningDataModule):
                 rank_zero_info(f"{table.path}: dropped {len(empty)} row(s) with an empty text.")
                 rows = [r for r in rows if texts[r].strip()]
         ids = table.column(self.id_column, "id") if self.id_column else None
-        encoded = self._tokenize([texts[r] for r in rows], [pairs[r] for r in rows] if pairs else None, table)
-        if labelled:
-            for features, label in zip(encoded, self._label_ids(table, rows)):
-                features["labels"] = label
-        for features, r in zip(encoded, rows):
-            features["row"] = r
-        return EncodedSplit(encoded, rows, [ids[r] for r in rows] if ids else None)
+        labels = np.asarray(self._label_ids(table, rows), dtype=np.int64) if labelled else None
+        tokens = self._tokenize([texts[r] for r in rows], [pairs[r] for r in rows] if pairs else None, table, rows)
+        return EncodedSplit(tokens, rows, labels, [ids[r] for r in rows] if ids else None)
 
-    def _tokenize(self, texts: list[str], pairs: list[str] | None, table: Table) -> list[dict[str, Any]]:
-        """Tokenize whole; re-tokenize only the over-long texts with truncation, to count them exactly."""
-        kwargs = dict(return_token_type_ids=pairs is not None, verbose=False)
-        enc = self.tokenizer(texts, pairs, **kwargs)
-        features = [{k: enc[k][i] for k in enc} for i in range(len(texts))]
-        long = [i for i, f in enumerate(features) if len(f["input_ids"]) > self.max_length]
-        if long:
-            cut = self.tokenizer(
-                [texts[i] for i in long],
-                [pairs[i] for i in long] if pairs else None,
-                truncation=True,
-                max_length=self.max_length,
-                **kwargs,
-            )
-            for j, i in enumerate(long):
-                features[i] = {k: cut[k][j] for k in cut}
+    def _tokenize(self, texts: list[str], pairs: list[str] | None, table: Table, rows: list[int]) -> TokenArrays:
+        """Read the split's token ids from the cache, or tokenize in chunks (and cache them); report truncation."""
+        path = None
+        if self.cache_tokens and table.source is not None:
+            key = token_cache.cache_key(
+                token_cache.file_digest(table.source), rows, self._tokenizer_files, self.max_length,
+                [self.text_column, self.text_pair_column], self.encoding,
+            )  # fmt: skip
+            path = token_cache.cache_path(self.cache_dir, key)
+        tokens = token_cache.load(path) if path else None
+        if tokens is None:
+            tokens = token_cache.encode(self.tokenizer, texts, pairs, self.max_length)
+            if path:  # every DDP rank may write it: each write is whole, and they are the same
+                token_cache.save(path, tokens)
+                mapped = token_cache.load(path)  # memory-mapped: its pages are the OS's to share and drop
+                tokens = mapped if mapped is not None else tokens
+        if tokens.truncated:
             rank_zero_info(
-                f"{table.path}: {len(long)} of {len(texts)} texts were longer than data.max_length="
+                f"{table.path}: {tokens.truncated} of {len(texts)} texts were longer than data.max_length="
                 f"{self.max_length} tokens and were truncated."
             )
-        return features
+        return tokens
 
     # -------------------------------------------------------------------------------------- lightning hooks
     def setup(self, stage: str) -> None:
@@ -421,7 +465,7 @@ class TextClassificationDataModule(LightningDataModule):
             # it. The workers only pad, so switching parallelism off before the fork loses nothing.
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return dict(
-            collate_fn=DataCollatorWithPadding(self.tokenizer),
+            collate_fn=PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

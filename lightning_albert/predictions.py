@@ -50,14 +50,15 @@ class PredictionsWriter(Callback):
         header = ["row"] + ([data.id_column] if data.id_column else []) + [data.text_column]
         header += [data.text_pair_column] if data.text_pair_column else []
         header += ["label"] + [f"prob_{n}" for n in names]
+        texts = table.column(data.text_column, "text")
+        pairs = table.column(data.text_pair_column, "text_pair") if data.text_pair_column else None
         path = self.target
         with atomic_write(path, newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             for k, r in enumerate(split.rows):
-                source = table.rows[r]
-                values = [r] + ([split.ids[k]] if data.id_column else []) + [source.get(data.text_column) or ""]
-                values += [source.get(data.text_pair_column) or ""] if data.text_pair_column else []
+                values = [r] + ([split.ids[k]] if data.id_column else []) + [texts[r] or ""]
+                values += [pairs[r] or ""] if pairs else []
                 values += [rows[r]["label"]] + [f"{p:.8g}" for p in rows[r]["probs"]]
                 writer.writerow(values)
         print(f"Wrote {len(split.rows)} predictions to {path}")

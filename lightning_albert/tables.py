@@ -1,15 +1,21 @@
-"""Reading a user's labelled text file into rows, with errors that name the file and the line.
+"""Reading a user's labelled text file into columns, with errors that name the file and the line.
 
 The standard library's `csv` and `json` readers are used on purpose: they report exact line numbers, which a
 user needs to find a ragged row or a stray quote, and they add no dependency.
+
+A table is held by column (one list of values per column, line numbers in an int64 array), not as a dict per
+row: a million short rows cost the strings themselves, not a million dicts of hundreds of bytes each.
 """
 
 import csv
-import io
 import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lightning_albert.errors import InputError
 
@@ -21,27 +27,73 @@ DATASETS_EXTRA = "pip install 'lightning-albert[datasets]'"
 
 @dataclass
 class Table:
-    """The rows of one file, each with the line it starts on (1-based, the header being line 1 in CSV).
+    """The values of one file by column, and the line each row starts on (1-based, the header being line 1 in CSV).
 
-    Parquet files and Hugging Face datasets have no lines: there `unit` is "row" and `lines` count rows from 1.
-    `class_names` holds the names of a datasets ClassLabel column, whose values are integer ids.
+    A value missing from a row (a JSON object without the key) is None. Parquet files and Hugging Face datasets
+    have no lines: there `unit` is "row" and `lines` count rows from 1. `class_names` holds the names of a
+    datasets ClassLabel column, whose values are integer ids. `source` is the local file or folder read, if any.
     """
 
     path: Path | str
-    columns: list[str]
-    rows: list[dict[str, Any]]
-    lines: list[int]
+    data: dict[str, list[Any]]
+    lines: Sequence[int]
     unit: str = "line"
     class_names: dict[str, list[str]] = field(default_factory=dict)
+    source: Path | None = None
+
+    def __post_init__(self) -> None:
+        self.lines = np.asarray(self.lines, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.data)
+
+    @property
+    def rows(self) -> "_Rows":
+        """The rows as dicts, made when indexed (for inspection; the columns are what is stored)."""
+        return _Rows(self)
 
     def column(self, name: str, role: str) -> list[Any]:
         """The values of column `name`, or an error that lists the columns the file has."""
-        if name not in self.columns:
+        if name not in self.data:
             raise InputError(
                 f"{self.path}: no column '{name}' (the {role} column). The file has columns: "
                 f"{', '.join(repr(c) for c in self.columns)}. Set the data.{role}_column option to one of them."
             )
-        return [row.get(name) for row in self.rows]
+        return self.data[name]
+
+
+class _Rows(Sequence):
+    def __init__(self, table: Table):
+        self.table = table
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        return {name: values[i] for name, values in self.table.data.items()}
+
+
+def _by_column(objects: Iterable[dict[str, Any]]) -> dict[str, list[Any]]:
+    """Dicts (JSON objects) to columns, in order of first appearance; a key a row lacks reads as None."""
+    data: dict[str, list[Any]] = {}
+    n = 0
+    for obj in objects:
+        for key in obj:
+            if key not in data:
+                data[key] = [None] * n
+        for key, values in data.items():
+            values.append(obj.get(key))
+        n += 1
+    return data
 
 
 def read_table(path: str | Path, encoding: str = "utf-8", key: str = "") -> Table:
@@ -69,8 +121,9 @@ def read_table(path: str | Path, encoding: str = "utf-8", key: str = "") -> Tabl
         table = _read_json_lines(path, text)
     else:
         table = _read_json_array(path, text)
-    if not table.rows:
+    if not len(table):
         raise InputError(f"{path}: has a header but no rows of data.")
+    table.source = path
     return table
 
 
@@ -90,10 +143,19 @@ def _decode(path: Path, encoding: str) -> str:
         ) from None
 
 
+# Lines as io.StringIO(newline="") splits them, without its copy of the text at 4 bytes a character.
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _lines_of(text: str) -> Iterable[str]:
+    return (m.group() for m in _LINE.finditer(text))
+
+
 def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    reader = csv.reader(_lines_of(text), delimiter=delimiter, strict=True)
     kind = "CSV" if delimiter == "," else "TSV"
-    rows, lines = [], []
+    values: list[list[str]] = []
+    lines: list[int] = []
     columns: list[str] | None = None
     start = 1
     try:
@@ -104,6 +166,7 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
             if columns is None:
                 columns = [c.strip() for c in record]
                 _check_header(path, columns)
+                values = [[] for _ in columns]
             elif len(record) != len(columns):
                 raise InputError(
                     f"{path}, line {start}: {len(record)} fields where the header has {len(columns)} "
@@ -111,7 +174,8 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
                     f'must be wrapped in double quotes ("...").'
                 )
             else:
-                rows.append(dict(zip(columns, record)))
+                for column, value in zip(values, record):
+                    column.append(value)
                 lines.append(start)
             start = reader.line_num + 1
     except csv.Error as e:
@@ -125,7 +189,7 @@ def _read_delimited(path: Path, text: str, delimiter: str) -> Table:
         ) from None
     if columns is None:
         raise InputError(f"{path}: the file is empty. It needs a header line and at least one row.")
-    return Table(path, columns, rows, lines)
+    return Table(path, dict(zip(columns, values)), lines)
 
 
 def _check_header(path: Path, columns: list[str]) -> None:
@@ -137,7 +201,13 @@ def _check_header(path: Path, columns: list[str]) -> None:
 
 
 def _read_json_lines(path: Path, text: str) -> Table:
-    rows, lines = [], []
+    lines: list[int] = []
+    data = _by_column(_json_lines(path, text, lines))
+    return Table(path, data, lines)
+
+
+def _json_lines(path: Path, text: str, lines: list[int]) -> Iterable[dict]:
+    """The objects of a JSON Lines text, appending each one's line number to `lines`."""
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -149,9 +219,8 @@ def _read_json_lines(path: Path, text: str) -> Table:
             raise InputError(
                 f'{path}, line {number}: each line must be a JSON object like {{"text": ..., "label": ...}}.'
             )
-        rows.append(obj)
         lines.append(number)
-    return Table(path, _columns_of(rows), rows, lines)
+        yield obj
 
 
 def _read_json_array(path: Path, text: str) -> Table:
@@ -162,7 +231,8 @@ def _read_json_array(path: Path, text: str) -> Table:
         raise InputError(
             f"{path}: a .json file must hold an array of objects ([{{...}}, ...]); use .jsonl for JSON Lines."
         )
-    rows, lines = [], []
+    rows: list[dict] = []
+    lines: list[int] = []
     i = _skip_space(text, i + 1)
     while i < len(text) and text[i] != "]":
         line = text.count("\n", 0, i) + 1
@@ -182,7 +252,7 @@ def _read_json_array(path: Path, text: str) -> Table:
             raise InputError(f"{path}, line {line}: expected ',' or ']' after item {len(rows)} of the array.")
     if i >= len(text):
         raise InputError(f"{path}: the array is never closed with ']'.")
-    return Table(path, _columns_of(rows), rows, lines)
+    return Table(path, _by_column(rows), lines)
 
 
 def _skip_space(text: str, i: int) -> int:
@@ -191,25 +261,19 @@ def _skip_space(text: str, i: int) -> int:
     return i
 
 
-def _columns_of(rows: list[dict]) -> list[str]:
-    columns: dict[str, None] = {}
-    for row in rows:
-        columns.update(dict.fromkeys(row))
-    return list(columns)
-
-
 def _read_parquet(path: Path) -> Table:
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError(f"{path}: reading Parquet needs pyarrow: {DATASETS_EXTRA} (or convert to CSV).") from None
     try:
-        rows = pq.read_table(path).to_pylist()
+        table = pq.read_table(path)
+        data = table.to_pydict()
     except Exception as e:  # pyarrow's errors name no file
         raise InputError(f"{path}: not a readable Parquet file ({e}).") from None
-    if not rows:
+    if not table.num_rows:
         raise InputError(f"{path}: has no rows of data.")
-    return Table(path, _columns_of(rows), rows, list(range(1, len(rows) + 1)), unit="row")
+    return Table(path, data, np.arange(1, table.num_rows + 1), unit="row")
 
 
 def read_dataset(source: str, config: str | None, split: str | None) -> Table:
@@ -238,11 +302,12 @@ def read_dataset(source: str, config: str | None, split: str | None) -> Table:
             loaded = datasets.load_dataset(source, config, split=split)
         except Exception as e:  # network, unknown name, unknown split: the first line says which
             raise InputError(f"data.dataset: cannot load '{where}' ({str(e).splitlines()[0]}).") from None
-    rows = loaded.to_list()
-    if not rows:
+    if not loaded.num_rows:
         raise InputError(f"{where}: has no rows of data.")
     names = {c: f.names for c, f in loaded.features.items() if isinstance(f, datasets.ClassLabel)}
-    return Table(where, list(loaded.column_names), rows, list(range(1, len(rows) + 1)), unit="row", class_names=names)
+    lines = np.arange(1, loaded.num_rows + 1)
+    source = Path(source) if Path(source).is_dir() else None
+    return Table(where, loaded.to_dict(), lines, unit="row", class_names=names, source=source)
 
 
 def dataset_splits(source: str, config: str | None) -> list[str]:

@@ -50,6 +50,16 @@ def tiny_model_args() -> list[str]:
     return ["--model.config", json.dumps(TINY_ALBERT), "--model.learning_rate", "0.001"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _token_cache_in_tmp(tmp_path_factory):
+    """The token cache of every test, and of the CLI processes `run_cli` starts (they inherit os.environ), goes
+    to a fresh folder, never into the user's ~/.cache."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not PHRASEBANK.is_dir():
