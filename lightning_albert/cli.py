@@ -29,11 +29,11 @@ from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
-TOOLS = ("report", "export")
+TOOLS = ("report", "export", "serve")
 DESCRIPTION = (
     "Fine-tune ALBERT for text classification (fit), and validate, test or predict on a checkpoint. "
     "On a finished run: `report RUN_FOLDER` re-renders its model card, `export CHECKPOINT OUTPUT` writes a "
-    "transformers folder."
+    "transformers folder, `serve SOURCE` answers predictions over HTTP (LitServe)."
 )
 
 

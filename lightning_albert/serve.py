@@ -1,0 +1,335 @@
+"""Serving a model over HTTP with LitServe: `POST /predict` answers each text's label and class probabilities.
+
+    python -m lightning_albert serve <run folder | checkpoint.ckpt | exported folder> [--port 8000]
+
+Requests are JSON: `{"text": "..."}` answers `{"label": ..., "probabilities": {label: p, ...}}`, and
+`{"text": ["...", "..."]}` answers `{"predictions": [{"label": ..., "probabilities": ...}, ...]}` in request
+order. A sentence-pair model needs `"text_pair"` of the same shape. Texts are truncated at the exported
+tokenizer's `model_max_length`, the run's `data.max_length`, so the answers are those of `predict`.
+"""
+
+import argparse
+import os
+import secrets
+import shutil
+import signal
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import AlbertForSequenceClassification, AutoConfig, AutoTokenizer
+from transformers.utils import logging as transformers_logging
+
+from lightning_albert.checkpoints import best_checkpoint, load_checkpoint
+from lightning_albert.errors import InputError
+from lightning_albert.export import export_checkpoint
+
+try:
+    import litserve as ls
+    from fastapi import Header, HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+except ImportError:
+    raise InputError("serve needs LitServe: pip install 'lightning-albert[serve]'.") from None
+
+EXPORT_FOLDER = "hf_model"  # where a run keeps the export of its best checkpoint (run_folder.EXPORT_FOLDER)
+_TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model")
+_SOURCE_HELP = (
+    "Give a run folder (runs/<name>/lightning_logs/version_N), a .ckpt file, or an exported folder "
+    "(config.json and tokenizer files, as `export` writes)."
+)
+
+
+@dataclass
+class _Texts:
+    """One request, checked: its texts (and pairs), and whether it sent a list or a single text."""
+
+    texts: list[str]
+    pairs: list[str] | None
+    is_list: bool
+
+
+@dataclass
+class _Answer:
+    """The class probabilities of each text of one request."""
+
+    probabilities: list[list[float]]
+    is_list: bool
+
+
+@dataclass
+class _Rejected:
+    """A request that failed its checks. Answered on its own: an exception would fail its whole batch."""
+
+    status: int
+    message: str
+
+
+class AlbertAPI(ls.LitAPI):
+    """Loads an exported model in each inference worker and classifies the texts of a batch of requests."""
+
+    def __init__(
+        self,
+        model_folder: str,
+        pairs: bool,
+        max_texts: int = 64,
+        max_batch_size: int = 32,
+        batch_timeout: float = 0.01,
+        api_key: str | None = None,
+    ):
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
+        self.model_folder = model_folder
+        self.pairs = pairs
+        self.max_texts = max_texts
+        self.api_key = api_key
+
+    def setup(self, device: str) -> None:
+        transformers_logging.disable_progress_bar()  # a "Loading weights" bar per worker says nothing in a server's log
+        self.device = device
+        self.tokenizer = AutoTokenizer.from_pretrained(self.model_folder, local_files_only=True)
+        model = AlbertForSequenceClassification.from_pretrained(self.model_folder, local_files_only=True)
+        self.model = model.to(device).eval()
+        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+
+    def authorize(self, x_api_key: str | None = Header(default=None)) -> None:
+        """LitServe's hook for every route (a FastAPI dependency): the `X-API-Key` header, when a key is set."""
+        if self.api_key and not secrets.compare_digest((x_api_key or "").encode(), self.api_key.encode()):
+            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header.")
+
+    # Annotated as a dict so FastAPI parses the JSON body in the HTTP process: invalid JSON or a body that is no
+    # JSON object is answered 422 there and never reaches a batch.
+    def decode_request(self, request: dict[str, Any]) -> _Texts | _Rejected:
+        unknown = sorted(set(request) - {"text", "text_pair"})
+        if unknown:
+            return _Rejected(422, f"unknown field(s) {', '.join(unknown)}: the body takes text and text_pair.")
+        shape = f"a string, or a list of 1 to {self.max_texts} strings"
+        texts = request.get("text")
+        if not _is_texts(texts):
+            return _Rejected(422, f'"text" must be {shape}; got {_describe(texts)}.')
+        is_list = isinstance(texts, list)
+        if is_list and not 1 <= len(texts) <= self.max_texts:
+            status = 413 if texts else 422
+            return _Rejected(status, f'"text" has {len(texts)} strings: send 1 to {self.max_texts} per request.')
+        pairs = request.get("text_pair")
+        if not self.pairs:
+            if pairs is not None:
+                return _Rejected(422, 'this model classifies single texts: remove "text_pair".')
+            return _Texts(texts if is_list else [texts], None, is_list)
+        if not _is_texts(pairs) or isinstance(pairs, list) != is_list or is_list and len(pairs) != len(texts):
+            like = f"a list of {len(texts)} strings" if is_list else "a string"
+            return _Rejected(422, f'this model classifies sentence pairs: "text_pair" must be {like}, like "text".')
+        return _Texts(texts if is_list else [texts], pairs if is_list else [pairs], is_list)
+
+    def predict(self, batch: list[_Texts | _Rejected] | _Texts | _Rejected) -> Any:
+        """Classify every text of the batch's requests, `max_batch_size` texts per forward pass.
+
+        With `max_batch_size` 1 LitServe does not batch and passes one request instead of a list.
+        """
+        requests = batch if isinstance(batch, list) else [batch]
+        accepted = [r for r in requests if isinstance(r, _Texts)]
+        texts = [t for r in accepted for t in r.texts]
+        pairs = [p for r in accepted for p in r.pairs] if self.pairs else None
+        probabilities: list[list[float]] = []
+        step = self.max_batch_size
+        with torch.inference_mode():
+            for start in range(0, len(texts), step):
+                inputs = self.tokenizer(
+                    texts[start : start + step],
+                    pairs[start : start + step] if pairs else None,
+                    truncation=True,
+                    max_length=self.tokenizer.model_max_length,  # the run's data.max_length (see export)
+                    padding=True,
+                    return_token_type_ids=pairs is not None,
+                    return_tensors="pt",
+                ).to(self.device)
+                probabilities += self.model(**inputs).logits.float().softmax(dim=-1).tolist()
+        answers = iter(probabilities)
+        outputs = [  # one per request, in request order
+            _Answer([next(answers) for _ in r.texts], r.is_list) if isinstance(r, _Texts) else r for r in requests
+        ]
+        return outputs if isinstance(batch, list) else outputs[0]
+
+    def encode_response(self, output: _Answer | _Rejected) -> Any:
+        if isinstance(output, _Rejected):
+            return JSONResponse(status_code=output.status, content={"detail": output.message})
+        predictions = [self._prediction(p) for p in output.probabilities]
+        # The answer's shape follows the request's: a list of one text answers a list of one prediction.
+        return {"predictions": predictions} if output.is_list else predictions[0]
+
+    def _prediction(self, probabilities: list[float]) -> dict[str, Any]:
+        best = max(range(len(probabilities)), key=probabilities.__getitem__)
+        return {"label": self.labels[best], "probabilities": dict(zip(self.labels, probabilities))}
+
+
+async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's answer to a body that is no JSON object, in the one-line `detail` of every other 4xx here."""
+    reasons = "; ".join(
+        f"{e['msg']}: {e['ctx']['error']}" if "error" in e.get("ctx", {}) else e["msg"] for e in error.errors()
+    )
+    return JSONResponse(
+        status_code=422,
+        content={
+            "detail": 'the body must be a JSON object such as {"text": "..."}, sent with Content-Type: '
+            f"application/json ({reasons})."
+        },
+    )
+
+
+def _is_texts(value: Any) -> bool:
+    return isinstance(value, str) or isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, list):
+        return "a list holding " + ", ".join(sorted({type(v).__name__ for v in value} - {"str"})) + " items"
+    return f"a JSON {type(value).__name__}"
+
+
+@contextmanager
+def model_folder(source: str | Path) -> Iterator[Path]:
+    """The exported folder to serve for `source`; a checkpoint is exported into a folder removed afterwards."""
+    path = Path(source)
+    if path.is_dir() and (path / "config.json").is_file() and any((path / f).is_file() for f in _TOKENIZER_FILES):
+        yield path
+        return
+    if path.is_dir() and (path / EXPORT_FOLDER / "config.json").is_file():
+        yield path / EXPORT_FOLDER
+        return
+    if path.is_dir() and (path / "checkpoints").is_dir():  # a run stopped before its export: its best checkpoint
+        path = best_checkpoint(path / "checkpoints")
+    if not (path.is_file() and path.suffix == ".ckpt"):
+        what = "no such file or folder" if not path.exists() else "not a run folder, checkpoint or exported model"
+        raise InputError(f"serve: '{source}' is {what}. {_SOURCE_HELP}")
+    folder = Path(tempfile.mkdtemp(prefix="lightning_albert_serve_"))
+    try:
+        yield export_checkpoint(path, folder / "model")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def is_pair_model(source: str | Path, folder: Path) -> bool:
+    """Whether the run behind `source` had a data.text_pair_column (an export alone does not record it)."""
+    path = Path(source)
+    if path.is_file():  # a checkpoint: its DataModule's hyperparameters
+        return bool(load_checkpoint(path).get("datamodule_hyper_parameters", {}).get("text_pair_column"))
+    for config in (path / "config.yaml", folder.parent / "config.yaml"):  # a run folder, or its hf_model/
+        if config.is_file():
+            data = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("data") or {}
+            return bool(data.get("text_pair_column"))
+    return False
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (docker stop, kill) shuts down like Ctrl-C: LitServe stops its workers, a temporary export goes."""
+    owner = os.getpid()
+
+    def interrupt(signum, frame):
+        if os.getpid() != owner:  # a forked child that kept this handler: die as by default
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="lightning_albert serve", description=__doc__.split("\n\n")[0])
+    parser.add_argument("source", help="a run folder (serves its hf_model/), a .ckpt file, or an exported folder")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        choices=["127.0.0.1", "0.0.0.0", "::"],
+        help="address to listen on (default 127.0.0.1: this machine only)",
+    )
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    parser.add_argument(
+        "--max_batch_size",
+        type=_positive,
+        default=32,
+        help="requests gathered into one batch, and texts per forward pass (default 32)",
+    )
+    parser.add_argument(
+        "--batch_timeout", type=float, default=0.01, help="seconds to wait for a batch to fill (default 0.01)"
+    )
+    parser.add_argument(
+        "--max_texts",
+        type=_positive,
+        default=64,
+        help="most texts in one request's list (default 64; more is answered 413)",
+    )
+    parser.add_argument(
+        "--max_body_bytes",
+        type=_positive,
+        default=1_000_000,
+        help="largest request body in bytes (default 1000000; larger is answered 413)",
+    )
+    parser.add_argument(
+        "--accelerator",
+        default="auto",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="device to run the model on (default auto: a GPU if there is one)",
+    )
+    parser.add_argument(
+        "--workers_per_device",
+        type=_positive,
+        default=1,
+        help="model copies per device, each in its own process (default 1)",
+    )
+    parser.add_argument(
+        "--api_key",
+        default=os.environ.get("LIT_SERVER_API_KEY"),
+        help="require this key in every request's X-API-Key header (default: $LIT_SERVER_API_KEY, else no key)",
+    )
+    parser.add_argument(
+        "--pairs",
+        action="store_true",
+        help="the model classifies sentence pairs (needed only for an exported folder outside its "
+        "run: a run folder or checkpoint says so itself)",
+    )
+    args = parser.parse_args(argv)
+    if args.batch_timeout < 0:
+        parser.error("--batch_timeout must be 0 or more seconds.")
+    if not 1024 <= args.port <= 65535:
+        parser.error(f"--port must be from 1024 to 65535, got {args.port}.")
+
+    with _sigterm_as_interrupt(), model_folder(args.source) as folder:
+        try:
+            config = AutoConfig.from_pretrained(folder, local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as e:
+            raise InputError(f"serve: cannot load the model in {folder} ({str(e).splitlines()[0]}).") from None
+        pairs = args.pairs or is_pair_model(args.source, folder)
+        api = AlbertAPI(str(folder), pairs, args.max_texts, args.max_batch_size, args.batch_timeout, args.api_key)
+        server = ls.LitServer(
+            api,
+            accelerator=args.accelerator,
+            workers_per_device=args.workers_per_device,
+            max_payload_size=args.max_body_bytes,
+        )
+        server.app.add_exception_handler(RequestValidationError, _invalid_body)
+        labels = ", ".join(config.id2label[i] for i in range(config.num_labels))
+        print(
+            f"Serving {args.source} ({'sentence pairs' if pairs else 'single texts'}; labels {labels}; "
+            f"truncation at {tokenizer.model_max_length} tokens) on http://{args.host}:{args.port}/predict",
+            flush=True,
+        )
+        server.run(host=args.host, port=args.port, generate_client_file=False)
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return number
