@@ -2,11 +2,14 @@
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.plugins.precision import MixedPrecision
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -35,6 +38,8 @@ class AlbertClassifier(LightningModule):
         lr_scheduler_type: str = "linear",
         warmup_steps: int = 0,
         warmup_ratio: float = 0.0,
+        fused_adamw: bool | None = None,
+        compile: bool = False,
     ):
         """ALBERT with a classification head, trained with the seed card's recipe by default.
 
@@ -53,6 +58,10 @@ class AlbertClassifier(LightningModule):
                 after every optimizer step over all of training's steps; linear decays to 0 at the last step.
             warmup_steps: Optimizer steps of linear warmup before the linear decay to 0.
             warmup_ratio: Warmup as a share of all optimizer steps; used when warmup_steps is 0.
+            fused_adamw: AdamW's fused kernel (one kernel for all parameters). None: wherever torch offers it for
+                the device the model trains on; False: torch's default (for-each) implementation.
+            compile: torch.compile the ALBERT forward (dynamic shapes, so batches of new lengths do not recompile).
+                The first batches are slow while it compiles; the time is reported once.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -63,6 +72,11 @@ class AlbertClassifier(LightningModule):
         if len(self.id2label) != num_labels:
             raise InputError(f"model.id2label has {len(self.id2label)} names but model.num_labels is {num_labels}.")
         self.model = build_albert(pretrained, config, self.id2label, vocab_size)
+        if compile:
+            # In place: the module and its state_dict keys stay as they are (no `_orig_mod.` prefix), so
+            # checkpoints and the export do not depend on whether the run compiled.
+            self.model.compile(dynamic=True)
+        self._first_step_started: float | None = None  # to report the compile time once
 
         def metrics(prefix: str) -> MetricCollection:
             # Accuracy is micro (share of correct predictions), as in the seed card; torchmetrics' default is
@@ -95,11 +109,21 @@ class AlbertClassifier(LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = torch.nn.functional.cross_entropy(self(batch), batch["labels"])
-        # The card's "Training Loss" is the plain mean of the epoch's per-step losses.
+        # The card's "Training Loss" is the plain mean of the epoch's per-step losses. Accumulated on the device
+        # and shown once an epoch: a per-step value in the progress bar would wait for the device every step.
         self.train_loss.update(loss.detach())
-        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True)
-        self.log("loss", loss.detach(), prog_bar=True, logger=False)
+        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_train_start(self) -> None:
+        if self.hparams.compile:
+            self._first_step_started = time.perf_counter()
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self._first_step_started is not None:
+            seconds = time.perf_counter() - self._first_step_started
+            rank_zero_info(f"torch.compile: the first training step took {seconds:.1f} s, compilation included.")
+            self._first_step_started = None
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, self.val_loss, self.val_metrics, self.val_confusion, "val")
@@ -145,17 +169,35 @@ class AlbertClassifier(LightningModule):
         for name, param in self.named_parameters():
             if param.requires_grad:
                 (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (its AMP plugin
+        # assumes such an optimizer unscales gradients itself), so "auto" leaves fused off in that case.
+        clipping = bool(self.trainer.gradient_clip_val)
+        mixed = isinstance(self.trainer.precision_plugin, MixedPrecision)
+        fused = hp.fused_adamw
+        if fused is None:
+            fused = self.device.type in _FUSED_ADAMW_DEVICES and not (mixed and clipping)
+        elif fused and mixed and clipping:
+            raise InputError(
+                "model.fused_adamw: true cannot be combined with mixed precision and gradient clipping "
+                "(trainer.gradient_clip_val): Lightning does not clip the gradients of fused optimizers under AMP. "
+                "Leave model.fused_adamw unset."
+            )
         optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=hp.learning_rate,
             betas=tuple(hp.adam_betas),
             eps=hp.adam_epsilon,
+            fused=fused or None,
         )
         total = self.trainer.estimated_stepping_batches
         warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
         scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
         # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+# Where torch >= 2.4 has a fused AdamW kernel for floating-point parameters.
+_FUSED_ADAMW_DEVICES = ("cuda", "cpu", "mps", "xpu")
 
 
 def build_albert(

@@ -1,0 +1,97 @@
+"""The speed switches change how fast, not what is computed: bf16, torch.compile, fused AdamW, length grouping."""
+
+import json
+
+import pytest
+import torch
+from conftest import PHRASEBANK, TINY_ALBERT, logged_rows, only_run, run_cli, tiny_model_args
+
+from lightning_albert.cli import main
+from lightning_albert.history import METRICS
+from lightning_albert.model import AlbertClassifier
+
+LABELS = {0: "negative", 1: "neutral", 2: "positive"}
+
+
+def _batch(seed: int = 0) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(5, 100, (4, 19), generator=generator)
+    attention_mask = torch.ones_like(input_ids)
+    attention_mask[1, 11:] = 0  # a padded row, as in a real batch
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": torch.tensor([0, 1, 2, 1])}
+
+
+def test_compiled_forward_equals_eager_and_keeps_checkpoint_keys():
+    torch.manual_seed(0)
+    eager = AlbertClassifier(config=TINY_ALBERT, num_labels=3, id2label=LABELS, vocab_size=100).eval()
+    compiled = AlbertClassifier(config=TINY_ALBERT, num_labels=3, id2label=LABELS, vocab_size=100, compile=True)
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())  # no `_orig_mod.`: checkpoints interchange
+    compiled.eval()
+    with torch.inference_mode():
+        for seed in (0, 1):  # a second batch of the same shape reuses the compiled graph
+            batch = _batch(seed)
+            torch.testing.assert_close(compiled(batch), eager(batch), atol=1e-5, rtol=1e-4)
+
+
+def test_fused_adamw_takes_the_same_step_as_the_default_one():
+    params = {}
+    for fused in (False, True):
+        torch.manual_seed(0)
+        model = AlbertClassifier(
+            config=TINY_ALBERT, num_labels=3, id2label=LABELS, vocab_size=100, fused_adamw=fused, weight_decay=0.01
+        )
+        model.trainer = _FakeTrainer()
+        optimizer = model.configure_optimizers()["optimizer"]
+        assert optimizer.defaults["fused"] is (True if fused else None)
+        for _ in range(3):
+            loss = torch.nn.functional.cross_entropy(model(_batch()), _batch()["labels"])
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        params[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
+    torch.testing.assert_close(params[True], params[False], atol=1e-6, rtol=1e-5)
+
+
+class _FakeTrainer:
+    """What configure_optimizers reads of the Trainer."""
+
+    estimated_stepping_batches = 10
+    gradient_clip_val = 1.0
+    precision_plugin = None
+
+
+def test_bf16_evaluation_agrees_with_fp32_on_the_same_checkpoint(fitted, tmp_path):
+    best = next((fitted / "checkpoints").glob("best-*.ckpt"))
+    epoch = int(best.name.split("epoch=")[1].split("-")[0])
+    fp32 = next(r for r in logged_rows(fitted, "val") if r["epoch"] == epoch)
+    main(["validate", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best",
+          "--trainer.precision", "bf16-mixed", "--trainer.default_root_dir", str(tmp_path)])  # fmt: skip
+    (bf16,) = logged_rows(only_run(tmp_path), "val")
+    assert bf16["val_loss"] == pytest.approx(fp32["val_loss"], abs=0.02)
+    assert bf16["val_accuracy"] == pytest.approx(fp32["val_accuracy"], abs=0.02)  # at most ~4 of 225 flip
+    assert bf16["val_loss"] != fp32["val_loss"]  # it really ran in bf16
+
+
+def test_fast_switches_train_and_evaluate_through_the_cli(tmp_path, shared_data):
+    """bf16-mixed, torch.compile, length-grouped batches padded to multiples of 8: fit, validate and test."""
+    result = run_cli(
+        "fit", "--config", "configs/quickstart.yaml",
+        "--data.train_file", str(PHRASEBANK / "train.csv"),
+        "--data.validation_file", str(PHRASEBANK / "validation.csv"),
+        "--data.test_file", str(PHRASEBANK / "test.csv"),
+        "--data.max_train_samples", "160", "--data.max_eval_samples", "64", "--trainer.max_epochs", "1",
+        "--trainer.precision", "bf16-mixed", "--model.compile", "true",
+        "--data.group_by_length", "true", "--data.pad_to_multiple_of", "8",
+        "--trainer.default_root_dir", str(tmp_path), *tiny_model_args(),
+    )  # fmt: skip
+    run = only_run(tmp_path)
+    (val,) = logged_rows(run, "val")
+    assert all(0 <= val[f"val_{m}"] <= 1 for m in METRICS) and val["val_loss"] > 0
+    test = json.loads((run / "report.json").read_text())["test"]
+    assert sum(map(sum, test["confusion_matrix"])) == 64
+    assert "torch.compile: the first training step took" in result.stdout + result.stderr
+    card = (run / "README.md").read_text()
+    assert "- mixed_precision_training: bf16-mixed" in card
+    state = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    assert not any("_orig_mod" in k for k in state)
