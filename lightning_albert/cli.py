@@ -24,6 +24,13 @@ from lightning_albert.errors import InputError
 from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
+from lightning_albert.resume import (
+    RestoreTrainingOrder,
+    RunConfigSaver,
+    StepCheckpoint,
+    continue_metrics,
+    run_folder_of,
+)
 from lightning_albert.run_folder import EXPORT_FOLDER, RunFolderWriter
 from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
@@ -63,6 +70,7 @@ class AlbertCLI(LightningCLI):
                 "use_distributed_sampler": False,
             },
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
+            save_config_callback=RunConfigSaver,
             parser_kwargs={"prog": "python -m lightning_albert", "description": DESCRIPTION},
             args=args,
             run=run,
@@ -97,6 +105,13 @@ class AlbertCLI(LightningCLI):
             type=float,
             default=0.0,
             help="The smallest change of checkpoint.monitor that counts as an improvement for early stopping.",
+        )
+        parser.add_argument(
+            "--save_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also write checkpoints/last.ckpt every N optimizer steps, so a killed fit resumes mid-epoch "
+            "(fit --ckpt_path last) and loses at most N steps. Off when unset: last.ckpt is written every epoch.",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -179,12 +194,18 @@ class AlbertCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         trainer_config = self._get(self.config_init, "trainer", default={})
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        resumed = run_folder_of(config.get("ckpt_path")) if self.subcommand == "fit" else None
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
+            kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd(), resumed)
         callbacks = list(trainer_config.get("callbacks") or [])
+        every_steps = None
         if self.subcommand == "fit":
-            callbacks.append(RunFolderWriter())
-            config = self.config["fit"]
+            callbacks += [RunFolderWriter(), RestoreTrainingOrder()]
+            if config["save_every_n_steps"]:
+                # A second ModelCheckpoint that only refreshes last.ckpt, beside the one that keeps the best.
+                every_steps = StepCheckpoint(config["save_every_n_steps"])
+                callbacks.append(every_steps)
             if config["early_stopping"]["patience"] is not None:
                 # Watches what ModelCheckpoint watches, so "best" and "stopped improving" mean the same thing.
                 checkpoint = config["checkpoint"]
@@ -200,12 +221,26 @@ class AlbertCLI(LightningCLI):
             config = self.config["predict"]
             callbacks.append(PredictionsWriter(config.get("predictions_file")))
         kwargs["callbacks"] = callbacks
-        return super().instantiate_trainer(**kwargs)
+        trainer = super().instantiate_trainer(**kwargs)
+        if every_steps is not None:
+            # Last, so `trainer.checkpoint_callback` (the first ModelCheckpoint) stays the one that keeps the best.
+            trainer.callbacks = [c for c in trainer.callbacks if c is not every_steps] + [every_steps]
+        return trainer
 
     def before_fit(self) -> None:
-        """Read and check the test split now, so a problem with it stops the run before training, not after."""
+        """Read and check the test split now, so a problem with it stops the run before training, not after;
+        when resuming a run in its own folder, keep its metrics.csv up to the checkpoint."""
         if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
             self.datamodule.setup("test")
+        resumed = run_folder_of(self.config["fit"]["ckpt_path"])
+        csv_logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), None)
+        if resumed and csv_logger and Path(csv_logger.log_dir).resolve() == resumed and self.trainer.is_global_zero:
+            step = self.checkpoint["global_step"]
+            continue_metrics(csv_logger, step)
+            print(
+                f"Resuming {resumed} at optimizer step {step} (epoch {self.checkpoint['epoch'] + 1}); its history up "
+                "to that step is kept."
+            )
 
     def after_fit(self) -> None:
         """Test the best checkpoint when there is a test split, then say what the run did and where it is."""
@@ -226,13 +261,18 @@ class AlbertCLI(LightningCLI):
             raise InputError(f"--predictions_file: {path} exists. Choose another path, or add --overwrite true.")
 
 
-def default_loggers(root: str) -> list:
-    """CSV (for metrics.csv, the card and the notebook) and TensorBoard, in one `lightning_logs/version_N/`.
+def default_loggers(root: str, resumed: Path | None = None) -> list:
+    """CSV (for metrics.csv, the card and the notebook) and TensorBoard, in one `lightning_logs/version_N/`:
+    the next free one, or the `resumed` run's own folder.
 
     Built here from `default_root_dir` rather than in a config, so no config carries a logger's save_dir into
     the later runs that reuse it (validate/test/predict --config <run>/config.yaml).
     """
-    csv_logger = CSVLogger(root, name="lightning_logs")
+    if resumed is not None:
+        root, version = str(resumed.parent.parent), resumed.name
+    else:
+        version = None
+    csv_logger = CSVLogger(root, name="lightning_logs", version=version)
     tensorboard = TensorBoardLogger(root, name="lightning_logs", version=csv_logger.version, default_hp_metric=False)
     return [csv_logger, tensorboard]
 
@@ -264,6 +304,9 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=r"`isinstance\(treespec, LeafSpec\)` is deprecated")
     # torchdata 0.11's StatefulDataLoader calls a torch function that torch deprecated since.
     warnings.filterwarnings("ignore", message=r"'set_vital' is deprecated")
+    # A resumed fit logs into its own run folder again; resume.py keeps what these say would be deleted.
+    warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # Lightning advertises its cloud products ("💡 Tip: ... litlogger") on every Trainer through this logger.
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
         lambda record: not str(record.msg).startswith("💡 Tip")

@@ -466,6 +466,9 @@ class TextClassificationDataModule(LightningDataModule):
             os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         return dict(
             collate_fn=PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of),
+            # Its own generator: a loader would otherwise draw its workers' base seed from the global one each
+            # epoch, and a fit resumed mid-epoch would then draw different dropout masks than the one it continues.
+            generator=torch.Generator().manual_seed(0),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )

@@ -2,10 +2,12 @@
 
 import json
 import math
+import random
 import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.plugins.precision import MixedPrecision
@@ -95,6 +97,8 @@ class AlbertClassifier(LightningModule):
         self.test_metrics = metrics("test_")
         # Means as metric objects: summed across processes under DDP before dividing, so epoch figures are exact.
         self.train_loss = MeanMetric()
+        # Saved in checkpoints, so an epoch resumed mid-way reports the mean over all of its steps.
+        self.train_loss.persistent(True)
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
         # Not logged (a matrix is no scalar): kept after each evaluation for the report's per-class table.
@@ -152,6 +156,20 @@ class AlbertClassifier(LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The full transformers config, so a checkpoint exports or rebuilds without the hub or a config file.
         checkpoint["albert_config"] = self.model.config.to_dict()
+        # Where the random streams stand (dropout), so a resumed fit draws what the uninterrupted one would.
+        checkpoint["rng_states"] = random_states()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "rng_states" in checkpoint and self.trainer.state.fn == "fit":
+            set_random_states(checkpoint["rng_states"])
+        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
+        if progress.get("is_last_batch"):
+            # Taken at the end of an epoch (after its validation): a resumed fit starts the next epoch, whose
+            # training-loss mean must not start from this epoch's sums (Lightning skips on_train_epoch_start then).
+            state = checkpoint["state_dict"]
+            for key in ("train_loss.mean_value", "train_loss.weight"):
+                if key in state:
+                    state[key] = torch.zeros_like(state[key])
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         probs = self(batch).float().softmax(dim=-1)
@@ -194,6 +212,38 @@ class AlbertClassifier(LightningModule):
         scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
         # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def random_states() -> dict[str, Any]:
+    """torch's CPU and CUDA generators, numpy's and Python's, as tensors and plain values (safe to unpickle)."""
+    states: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": _numpy_state(),
+        "python": _python_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_random_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+    kind, keys, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
+    version, internal, gauss_next = states["python"]
+    random.setstate((version, tuple(internal.tolist()), gauss_next))
+
+
+def _numpy_state() -> list:
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]
+
+
+def _python_state() -> list:
+    version, internal, gauss_next = random.getstate()
+    return [version, torch.tensor(internal, dtype=torch.int64), gauss_next]
 
 
 # Where torch >= 2.4 has a fused AdamW kernel for floating-point parameters.

@@ -14,9 +14,11 @@ from typing import Any
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import EarlyStopping
 
+from lightning_albert.checkpoints import load_checkpoint
 from lightning_albert.export import export_checkpoint
 from lightning_albert.files import atomic_write
 from lightning_albert.report import write_report
+from lightning_albert.resume import continued_report, run_folder_of
 
 EXPORT_FOLDER = "hf_model"
 
@@ -37,6 +39,14 @@ class RunFolderWriter(Callback):
             return
         data = trainer.datamodule
         data.tokenizer.save_pretrained(self.folder / "tokenizer")
+        if trainer.ckpt_path and run_folder_of(trainer.ckpt_path) == self.folder.resolve():
+            # (trainer.ckpt_path is set by now: on_fit_start runs after Lightning resolved it.)
+            # Resuming this run: its evaluations up to the checkpoint stand; later ones will be made again.
+            report = continued_report(self.folder, load_checkpoint(trainer.ckpt_path)["global_step"])
+            if report is not None:
+                self.report = report
+                self._save(trainer)
+                return
         self.report = {
             "labels": list(data.labels),
             "facts": {

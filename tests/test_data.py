@@ -81,17 +81,24 @@ def test_long_texts_are_truncated_and_counted_once(tmp_path, caplog):
     assert caplog.text.count("1 of 4 texts were longer than data.max_length=16") == 2  # train and validation
 
 
-def test_batches_are_padded_per_batch(tmp_path):
+def test_batches_are_padded_per_batch_and_evaluation_is_sorted_by_length(tmp_path):
     train = _write(tmp_path / "t.csv", [("a b c d e f g h", "x"), ("a", "y")] * 4)
-    data = TextClassificationDataModule(train_file=train, validation_file=train, eval_batch_size=2,
+    data = TextClassificationDataModule(train_file=train, validation_file=train, eval_batch_size=3,
                                         tokenizer=str(ALBERT_BASE_TOKENIZER))  # fmt: skip
     data.setup("fit")
-    batch = next(iter(data.val_dataloader()))
+    batches = list(data.val_dataloader())
     long, short = (len(data.tokenizer(t)["input_ids"]) for t in ("a b c d e f g h", "a"))
-    assert batch["input_ids"].shape == (2, long)  # padded to the batch's longest, not to max_length
-    assert batch["attention_mask"][1].tolist() == [1] * short + [0] * (long - short)
-    assert batch["input_ids"][1, short:].eq(data.tokenizer.pad_token_id).all()
-    assert batch["row"].tolist() == [0, 1] and batch["labels"].tolist() == [0, 1]
+    # Each batch is padded to its own longest text, and longest first: the last batch holds short texts only.
+    assert all(b["input_ids"].shape[1] == b["attention_mask"].sum(1).max() for b in batches)
+    assert batches[0]["input_ids"].shape[1] == long and batches[-1]["input_ids"].shape[1] == short
+    mixed = next(b for b in batches if (b["attention_mask"].sum(1) == short).any() and b["input_ids"].shape[1] == long)
+    i = int((mixed["attention_mask"].sum(1) == short).nonzero()[0])
+    assert mixed["attention_mask"][i].tolist() == [1] * short + [0] * (long - short)
+    assert mixed["input_ids"][i, short:].eq(data.tokenizer.pad_token_id).all()
+    rows = [r for b in batches for r in b["row"].tolist()]
+    labels = [y for b in batches for y in b["labels"].tolist()]
+    assert sorted(rows) == list(range(8))  # every row once
+    assert all(y == r % 2 for r, y in zip(rows, labels))  # labels travel with their rows
 
 
 def test_max_samples_take_the_first_rows(shared_data):

@@ -29,7 +29,7 @@ MAX_BODY = 20_000
 def fit(root: Path, *args: str) -> Path:
     run_cli(
         "fit", "--config", "configs/quickstart.yaml",
-        "--data.max_length", str(MAX_LENGTH),
+        "--data.max_length", str(MAX_LENGTH), "--data.test_file", "null",
         "--trainer.max_epochs", "1",
         "--trainer.default_root_dir", str(root),
         *tiny_model_args(), *args,

@@ -1,0 +1,55 @@
+"""Kill a fit at random steps, resume it, and get the run that was never killed: same metrics, one run folder."""
+
+import random
+
+import pytest
+from conftest import PHRASEBANK, only_run, read_csv, run_cli, tiny_model_args
+
+# 96 rows in batches of 16: 6 optimizer steps an epoch, 18 in all; a step checkpoint every 4 steps.
+STEPS_PER_EPOCH, EPOCHS, EVERY = 6, 3, 4
+
+
+def _fit(root, *extra: str, check: bool = True):
+    return run_cli(
+        "fit", "--config", "configs/quickstart.yaml",
+        "--data.train_file", str(PHRASEBANK / "train.csv"),
+        "--data.validation_file", str(PHRASEBANK / "validation.csv"),
+        "--data.test_file", "null", "--data.max_train_samples", "96", "--data.max_eval_samples", "64",
+        "--trainer.max_epochs", str(EPOCHS), "--trainer.default_root_dir", str(root),
+        "--save_every_n_steps", str(EVERY), *tiny_model_args(), *extra, check=check,
+    )  # fmt: skip
+
+
+def _history(run) -> list[dict[str, str]]:
+    """metrics.csv rows without the columns that name the process (none today), in order."""
+    return read_csv(run / "metrics.csv")
+
+
+@pytest.mark.parametrize("group_by_length", ["false", "true"])
+def test_a_killed_fit_resumes_to_the_same_metrics(tmp_path, shared_data, group_by_length):
+    sampler = ["--data.group_by_length", group_by_length]
+    _fit(tmp_path / "reference", *sampler)
+    reference = only_run(tmp_path / "reference")
+    # A random step that is not a checkpoint step and not an epoch's last, so the resume is mid-epoch and
+    # repeats the steps since the last checkpoint.
+    rng = random.Random(f"resume-{group_by_length}")
+    candidates = [s for s in range(EVERY + 1, STEPS_PER_EPOCH * EPOCHS) if s % EVERY and s % STEPS_PER_EPOCH]
+    step = rng.choice(candidates)
+    killed = _fit(tmp_path / "run", *sampler, "--trainer.callbacks+=tests.interrupt.KillAt",
+                  "--trainer.callbacks.step", str(step), check=False)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = only_run(tmp_path / "run")
+    # The saved config holds the killer too: resume without it.
+    resumed = run_cli("fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]")
+    assert only_run(tmp_path / "run") == run  # the same run folder, no version_1
+    assert _history(run) == _history(reference), f"killed at step {step}"
+    card, expected = (run / "README.md").read_text(), (reference / "README.md").read_text()
+    table = card[card.index("### Training results") : card.index("### Per-class")]
+    assert table == expected[expected.index("### Training results") : expected.index("### Per-class")]
+    assert "Fit finished after 3 epochs." in resumed.stdout
+
+
+def test_two_runs_with_the_same_seed_write_the_same_metrics(tmp_path, shared_data):
+    for name in ("a", "b"):
+        _fit(tmp_path / name)
+    assert _history(only_run(tmp_path / "a")) == _history(only_run(tmp_path / "b"))
