@@ -19,7 +19,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
-from lightning_albert.errors import InputError
+from lightning_albert.errors import InputError, TrainingError
+from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
 from lightning_albert.run_folder import RunFolderWriter
@@ -142,7 +143,7 @@ class AlbertCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd())
         callbacks = list(trainer_config.get("callbacks") or [])
         if self.subcommand == "fit":
-            callbacks.append(RunFolderWriter())
+            callbacks += [RunFolderWriter(), InterruptCheckpoint(), NonFiniteLossCheck()]
         if self.subcommand == "predict":
             config = self.config["predict"]
             callbacks.append(PredictionsWriter(config.get("predictions_file")))
@@ -170,7 +171,8 @@ def default_loggers(root: str) -> list:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the CLI; a problem with the user's input prints one paragraph and exits with status 2.
+    """Run the CLI; a problem with the user's input prints one paragraph and exits with status 2, a training
+    fault (a non-finite loss) with status 1.
 
     `report` and `export` work on finished runs and need no Trainer: they are plain commands beside
     LightningCLI's fit / validate / test / predict.
@@ -188,13 +190,13 @@ def main(args: list[str] | None = None) -> None:
         if error is None or os.environ.get("LIGHTNING_ALBERT_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1 if isinstance(error, TrainingError) else 2)
 
 
-def _input_error(e: BaseException | None) -> InputError | None:
+def _input_error(e: BaseException | None) -> InputError | TrainingError | None:
     """Our own error, also when a library (jsonargparse instantiating a class) wrapped it in another."""
     while e is not None:
-        if isinstance(e, InputError):
+        if isinstance(e, (InputError, TrainingError)):
             return e
         e = e.__cause__ or e.__context__
     return None
