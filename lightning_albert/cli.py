@@ -20,7 +20,8 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
-from lightning_albert.errors import InputError
+from lightning_albert.errors import InputError, TrainingError
+from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
@@ -201,7 +202,7 @@ class AlbertCLI(LightningCLI):
         callbacks = list(trainer_config.get("callbacks") or [])
         every_steps = None
         if self.subcommand == "fit":
-            callbacks += [RunFolderWriter(), RestoreTrainingOrder()]
+            callbacks += [RunFolderWriter(), RestoreTrainingOrder(), InterruptCheckpoint(), NonFiniteLossCheck()]
             if config["save_every_n_steps"]:
                 # A second ModelCheckpoint that only refreshes last.ckpt, beside the one that keeps the best.
                 every_steps = StepCheckpoint(config["save_every_n_steps"])
@@ -278,7 +279,8 @@ def default_loggers(root: str, resumed: Path | None = None) -> list:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the CLI; a problem with the user's input prints one paragraph and exits with status 2.
+    """Run the CLI; a problem with the user's input prints one paragraph and exits with status 2, a training
+    fault (a non-finite loss) with status 1.
 
     `report` and `export` work on finished runs and need no Trainer: they are plain commands beside
     LightningCLI's fit / validate / test / predict.
@@ -295,7 +297,7 @@ def main(args: list[str] | None = None) -> None:
         if error is None or os.environ.get("LIGHTNING_ALBERT_DEBUG"):
             raise
         print(f"error: {error}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(1 if isinstance(error, TrainingError) else 2)
 
 
 def quiet_library_noise() -> None:
@@ -317,10 +319,10 @@ def quiet_library_noise() -> None:
     transformers_logging.disable_progress_bar()
 
 
-def _input_error(e: BaseException | None) -> InputError | None:
+def _input_error(e: BaseException | None) -> InputError | TrainingError | None:
     """Our own error, also when a library (jsonargparse instantiating a class) wrapped it in another."""
     while e is not None:
-        if isinstance(e, InputError):
+        if isinstance(e, (InputError, TrainingError)):
             return e
         e = e.__cause__ or e.__context__
     return None

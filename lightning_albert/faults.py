@@ -1,0 +1,158 @@
+"""A fit that meets a signal or a non-finite loss ends cleanly, and can be resumed from its last good checkpoint.
+
+Signals (SIGTERM from a preempting cluster or SLURM, SIGINT from Ctrl+C): Lightning's signal connector already turns
+SIGTERM into `trainer.received_sigterm`, and its loops raise `SIGTERMException` at the next batch boundary.
+`InterruptCheckpoint` routes a first Ctrl+C into that same path (a `KeyboardInterrupt` lands mid-step, where no
+checkpoint is consistent) and, in `on_exception`, saves `checkpoints/last.ckpt` through `trainer.save_checkpoint`
+(atomic on disk), prints the resume command and exits with 128 + the signal's number (143 for SIGTERM, 130 for
+SIGINT), as a shell reports a process a signal stopped: a requeue script or `fit && test` sees the run did not finish.
+Lightning alone exits 0 and saves nothing. Under DDP it saves nothing new (see `on_exception`): the ranks reach that
+hook at different batches, so a collective save would hang; the message names the last checkpoint saved instead.
+
+Non-finite losses: `NonFiniteLossCheck` records the first optimizer step whose loss was NaN or infinite in a device
+tensor (no host sync per step) and looks at it, across ranks, every `log_every_n_steps`, at epoch end and before any
+checkpoint is written; a fault raises `TrainingError`, which the CLI prints as one paragraph with exit status 1.
+"""
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from lightning_albert.errors import TrainingError
+
+NO_FAULT = torch.iinfo(torch.int64).max  # "no bad step yet": the minimum over ranks is then the first bad step
+
+
+def last_checkpoint_path(trainer: Trainer) -> Path:
+    """Where `--ckpt_path last` looks: the ModelCheckpoint's `last.ckpt` (`<run>/checkpoints/` by default)."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    # Not trainer.log_dir: it broadcasts, and this runs on one rank alone too.
+    run = trainer.loggers[0].log_dir if trainer.loggers else None
+    return Path(run or trainer.default_root_dir) / "checkpoints" / "last.ckpt"
+
+
+def resume_command(trainer: Trainer) -> str:
+    # `--ckpt_path last` finds checkpoints/ beside the run's config.yaml (checkpoints.py), written by LightningCLI.
+    config = last_checkpoint_path(trainer).parent.parent / "config.yaml"
+    return f"python -m lightning_albert fit --config {config} --ckpt_path last"
+
+
+class InterruptCheckpoint(Callback):
+    """On SIGTERM or a first Ctrl+C, stop at the end of the batch, save a resumable `last.ckpt` and say how to resume.
+
+    A second Ctrl+C stops at once, without a checkpoint (Lightning's KeyboardInterrupt shutdown, exit status 1).
+    """
+
+    def __init__(self) -> None:
+        self.signal: signal.Signals | None = None  # SIGINT once a Ctrl+C was routed to Lightning's SIGTERM path
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Installed after Lightning registered its handlers, so its teardown restores the original SIGINT handler.
+        self.signal = None
+        # Under DDP rank 0 decides: Lightning forwards its SIGTERM to the ranks it launched.
+        handler = self._on_sigint if trainer.is_global_zero else signal.SIG_IGN
+        signal.signal(signal.SIGINT, handler)
+
+    def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signal.SIGINT
+        print(
+            "Interrupted: stopping at the end of this batch and saving a checkpoint "
+            "(press Ctrl+C again to stop at once, without one).",
+            file=sys.stderr,
+        )
+        lightning_handler = signal.getsignal(signal.SIGTERM)  # sets trainer.received_sigterm
+        if callable(lightning_handler):
+            lightning_handler(signum, frame)
+
+    def on_exception(self, trainer: Trainer, pl_module: LightningModule, exception: BaseException) -> None:
+        if not isinstance(exception, SIGTERMException):
+            return
+        signum = self.signal or signal.SIGTERM
+        exception.code = 128 + signum  # SIGTERMException is a SystemExit
+        where = f"Interrupted by {signum.name} at optimizer step {trainer.global_step} (epoch {trainer.current_epoch})"
+        path = last_checkpoint_path(trainer)
+        if trainer.world_size > 1:
+            # Lightning 2.6 exchanges the SIGTERM flag with a broadcast inside its signal handler, so ranks reach
+            # this hook at different batches and a collective save here would hang. Keep the last saved one.
+            if trainer.is_global_zero:
+                saved = f"the last checkpoint saved before it is {path}" if path.is_file() else "no checkpoint yet"
+                command = resume_command(trainer)
+                print(f"{where}: not saved under DDP; {saved}. To resume:\n  {command}", file=sys.stderr)
+            return
+        try:
+            trainer.save_checkpoint(path, weights_only=False)
+        except TrainingError as fault:  # the weights went bad before the signal: keep the last good checkpoint
+            print(f"{where}, and: {fault}", file=sys.stderr)
+            exception.code = 1
+            return
+        print(f"{where}: saved {path}. To resume:\n  {resume_command(trainer)}", file=sys.stderr)
+
+
+class NonFiniteLossCheck(Callback):
+    """Stop with a clear error at the first NaN or infinite training loss; write no checkpoint after it."""
+
+    def __init__(self) -> None:
+        self.fault_step: torch.Tensor | None = None  # first bad optimizer step on this rank, NO_FAULT if none
+        self.fault_loss: torch.Tensor | None = None  # the loss at that step (nan, inf or -inf)
+        self.step = 0  # the optimizer step the current batch contributes to (1-based)
+        self.checked_at = -1
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.fault_step = torch.full((), NO_FAULT, dtype=torch.int64, device=pl_module.device)
+        self.fault_loss = torch.zeros((), dtype=torch.float32, device=pl_module.device)
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        self.step = trainer.global_step + 1  # also right for the accumulating batches before a step
+
+    @torch.no_grad()
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and self.fault_step is not None:
+            loss = loss.detach().float()
+            # On the device, without a sync: keep the first step whose loss is not finite.
+            first = ~torch.isfinite(loss) & (self.fault_step == NO_FAULT)
+            self.fault_step = torch.where(first, torch.full_like(self.fault_step, self.step), self.fault_step)
+            self.fault_loss = torch.where(first, loss, self.fault_loss)
+        if trainer.global_step % trainer.log_every_n_steps == 0 and trainer.global_step != self.checked_at:
+            self.checked_at = trainer.global_step
+            self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.check(trainer)  # so a fault found later is always in the current epoch
+
+    def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.check(trainer)  # max_steps may end training mid-epoch
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        self.check(trainer)  # raising here writes nothing: dump_checkpoint runs before the file is opened
+
+    def check(self, trainer: Trainer) -> None:
+        """Raise `TrainingError` if any rank saw a non-finite loss. Called on every rank: it gathers across them."""
+        if self.fault_step is None:
+            return
+        first = int(trainer.strategy.reduce(self.fault_step.clone(), reduce_op="min"))  # the one host sync
+        if first == NO_FAULT:
+            return
+        steps = trainer.strategy.all_gather(self.fault_step).reshape(-1)
+        loss = float(trainer.strategy.all_gather(self.fault_loss).reshape(-1)[steps.argmin()])
+        raise TrainingError(
+            f"the training loss was {loss} at optimizer step {first} (epoch {trainer.current_epoch}), so training "
+            f"stopped there and wrote no checkpoint after it; those in {last_checkpoint_path(trainer).parent} are "
+            f"from before. Try a lower model.learning_rate, more warmup (model.warmup_ratio), gradient clipping "
+            f"(trainer.gradient_clip_val, now {trainer.gradient_clip_val}) or, if it ran in 16-bit, "
+            f"trainer.precision 32-true; then start again, or continue from the last good checkpoint: "
+            f"{resume_command(trainer)} plus the changed setting."
+        )
