@@ -77,6 +77,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="Optimizer steps timed after the warm-up.")
     parser.add_argument("--warmup", type=int, default=5, help="Optimizer steps run first and not timed.")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
@@ -116,7 +117,7 @@ def main() -> None:
     training_args = TrainingArguments(
         output_dir=output_dir,
         per_device_train_batch_size=args.batch_size,
-        per_device_eval_batch_size=args.batch_size,
+        per_device_eval_batch_size=args.eval_batch_size or args.batch_size,
         learning_rate=1e-5,
         adam_beta1=0.9,
         adam_beta2=0.999,

@@ -1,0 +1,91 @@
+"""Does the fast configuration learn as well as the seed-faithful one? Best validation macro-F1, over seeds.
+
+    python benchmarks/learning.py                      # 3 seeds x 2 configs, tiny ALBERT, 5 epochs
+    python benchmarks/learning.py --seeds 1 2 3 --epochs 5 --output benchmarks/results/learning.md
+
+Both rows run through the CLI with the shipped configs (configs/albert-base-v2.yaml, configs/fast.yaml), made
+offline the same way: a tiny ALBERT from a config (albert-base-v2 would take hours on a CPU), the shared
+albert-base-v2 tokenizer, a from-scratch learning rate. Everything else — batch size, schedule, clipping, and
+the switches that make fast.yaml fast (length-grouped batches, bf16-mixed, torch.compile, fused AdamW where
+allowed, padding to multiples of 8) — comes from the config files.
+"""
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED = REPO.parent / "shared"
+DATA = SHARED / "data" / "financial_phrasebank_allagree"
+TINY = {
+    "embedding_size": 64,
+    "hidden_size": 128,
+    "num_hidden_layers": 4,
+    "num_attention_heads": 4,
+    "intermediate_size": 256,
+    "max_position_embeddings": 128,
+}
+CONFIGS = {"seed-faithful": "configs/albert-base-v2.yaml", "fast": "configs/fast.yaml"}
+
+
+def run(config: str, seed: int, epochs: int, root: Path) -> tuple[float, float]:
+    """Best validation macro-F1 of one fit, and its wall time in seconds."""
+    command = [
+        sys.executable, "-m", "lightning_albert", "fit", "--config", config,
+        "--seed_everything", str(seed),
+        "--model.pretrained", "null", "--model.config", json.dumps(TINY),
+        "--model.learning_rate", "1e-3", "--model.warmup_ratio", "0.1",
+        "--data.tokenizer", str(SHARED / "assets" / "albert-base-v2-tokenizer"),
+        "--data.train_file", str(DATA / "train.csv"), "--data.validation_file", str(DATA / "validation.csv"),
+        "--data.test_file", "null", "--trainer.max_epochs", str(epochs),
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    (metrics,) = root.glob("lightning_logs/version_*/metrics.csv")
+    with open(metrics, newline="") as f:
+        scores = [float(r["val_f1"]) for r in csv.DictReader(f) if r.get("val_f1")]
+    return max(scores), seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learning.md")
+    args = parser.parse_args()
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in CONFIGS}
+    with tempfile.TemporaryDirectory() as work:
+        for seed in args.seeds:  # interleaved, so host drift falls on both rows alike
+            for name, config in CONFIGS.items():
+                f1, seconds = run(config, seed, args.epochs, Path(work) / f"{name}-{seed}")
+                results[name].append((f1, seconds))
+                print(f"{name:14s} seed {seed}: best val macro-F1 {f1:.4f} in {seconds:.0f} s", flush=True)
+    lines = [
+        f"Best validation macro-F1 on financial_phrasebank_allagree, tiny ALBERT ({args.epochs} epochs, batch 8), "
+        f"seeds {', '.join(map(str, args.seeds))}:",
+        "",
+        "| config | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | wall s (mean) |",
+        "|---|" + "---:|" * (len(args.seeds) + 2),
+    ]
+    for name, rows in results.items():
+        f1s = [f for f, _ in rows]
+        cells = " | ".join(f"{f:.4f}" for f in f1s)
+        lines.append(f"| {name} | {cells} | {statistics.mean(f1s):.4f} | {statistics.mean(s for _, s in rows):.0f} |")
+    gap = statistics.mean(f for f, _ in results["fast"]) - statistics.mean(f for f, _ in results["seed-faithful"])
+    lines += ["", f"fast - seed-faithful, mean best macro-F1: {gap:+.4f} (target: within 0.01)"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
