@@ -249,8 +249,8 @@ class AlbertCLI(LightningCLI):
         if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
             best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None, verbose=False)
+        folder = Path(trainer.log_dir)  # on every rank: it broadcasts from rank 0, so rank 0 alone would hang
         if trainer.is_global_zero:
-            folder = Path(trainer.log_dir)
             print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
 
     def before_predict(self) -> None:

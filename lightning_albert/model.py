@@ -186,7 +186,8 @@ class AlbertClassifier(LightningModule):
         decay, no_decay = [], []
         for name, param in self.named_parameters():
             if param.requires_grad:
-                (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+                # By name, not by shape: FSDP hands over flattened (1-D) parameters.
+                (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
         # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (its AMP plugin
         # assumes such an optimizer unscales gradients itself), so "auto" leaves fused off in that case.
         clipping = bool(self.trainer.gradient_clip_val)

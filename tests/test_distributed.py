@@ -1,32 +1,169 @@
-"""The same CLI under Lightning's DDP strategy: two CPU processes (gloo), as RECIPE.md suggests."""
+"""The CLI under Lightning's DDP strategy on CPU processes (gloo): the same figures as one process, exactly.
+
+Evaluation sets here have an odd number of rows, so they cannot split evenly over two processes: our
+EvalBatchSampler gives every process the same number of batches (so DDP's per-forward buffer broadcast
+never waits on a process that has finished) and every example exactly once (so the synced metric states
+count no example twice and drop none). `test_sampler.py` checks the sampler alone; here, whole runs.
+
+Each CLI process costs 10-20 s of startup per rank, so one DDP fit is shared by the tests of this file.
+"""
+
+import csv
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
-from conftest import REPO, logged_rows, only_run, read_csv, run_cli
+from conftest import PHRASEBANK, REPO, logged_rows, only_run, read_csv, run_cli, tiny_model_args
 
-DEMO = REPO / "data" / "demo"
+DDP = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
+# num_nodes too: a run's config.yaml from a two-node fit would otherwise wait for a second node forever.
+ONE_PROCESS = ["--trainer.strategy", "auto", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
+ONE_PROCESS += ["--trainer.num_nodes", "1"]
+METRICS = ("accuracy", "precision", "recall", "f1", "loss")
+# DDP sums each process's metric states: counts add up exactly, but a float32 loss summed in another order can
+# differ in its last bits (seen: 6e-8 on a loss of 0.66).
+TOLERANCE = 1e-6
+VALIDATION_ROWS, TEST_ROWS = 149, 75  # odd: the processes get 75 and 74, 38 and 37 examples
 
 
-def test_ddp_fit_writes_the_run_folder_once_and_predict_keeps_every_row(tmp_path):
-    ddp = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
-    run_cli("fit", "--config", "configs/quickstart.yaml", "--trainer.max_epochs", "2",
-            "--trainer.default_root_dir", str(tmp_path / "fit"), *ddp)  # fmt: skip
-    run = only_run(tmp_path / "fit")  # one run folder, though two processes logged
-    assert {"README.md", "report.json", "hf_model", "learning_curves.png"} <= {p.name for p in run.iterdir()}
-    ddp_val = logged_rows(run, "val")
-    assert [r["epoch"] for r in ddp_val] == [0, 1]
-    # Metrics are synced metric objects: on one process the same checkpoint scores the same (150 rows split
-    # evenly over 2 processes, so the distributed sampler repeats none).
-    run_cli("validate", "--config", str(run / "config.yaml"), "--ckpt_path", "last",
-            "--trainer.default_root_dir", str(tmp_path / "one"))  # fmt: skip
-    (single,) = logged_rows(only_run(tmp_path / "one"), "val")
-    for key in ("val_accuracy", "val_precision", "val_recall", "val_f1", "val_loss"):
-        assert single[key] == pytest.approx(ddp_val[-1][key], abs=1e-6), key
-    # An odd number of rows: the processes get 4 and 3, and each row is written once, in input order.
-    odd = tmp_path / "odd.csv"
-    odd.write_text("\n".join((DEMO / "validation.csv").read_text(encoding="utf-8").splitlines()[:8]) + "\n")
+def first_rows(source: Path, n: int, target: Path) -> Path:
+    with open(source, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))[:n]
+    with open(target, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return target
+
+
+@pytest.fixture(scope="module")
+def odd_sets(tmp_path_factory, shared_data) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("odd")
+    return {
+        "validation": first_rows(PHRASEBANK / "validation.csv", VALIDATION_ROWS, folder / "validation.csv"),
+        "test": first_rows(PHRASEBANK / "test.csv", TEST_ROWS, folder / "test.csv"),
+    }
+
+
+def fit_args(odd_sets: dict[str, Path], root: Path) -> list[str]:
+    """A tiny ALBERT, three short epochs on a phrasebank slice: enough to predict all three classes."""
+    return [
+        "fit", "--config", "configs/quickstart.yaml",
+        "--data.train_file", str(PHRASEBANK / "train.csv"), "--data.max_train_samples", "320",
+        "--data.validation_file", str(odd_sets["validation"]), "--data.test_file", str(odd_sets["test"]),
+        "--data.batch_size", "8", "--data.eval_batch_size", "16",
+        "--trainer.default_root_dir", str(root),
+        *tiny_model_args(), "--model.learning_rate", "0.003",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory, odd_sets) -> Path:
+    """Fit under DDP on 2 processes with length-grouped training batches; fit ends by testing the best."""
+    root = tmp_path_factory.mktemp("ddp_fit")
+    run_cli(*fit_args(odd_sets, root), "--trainer.max_epochs", "3", "--data.group_by_length", "true", *DDP)
+    return only_run(root)  # one run folder, though two processes logged
+
+
+def evaluate(command: str, run: Path, root: Path, *args: str, checkpoint: str = "best") -> dict[str, float]:
+    """`validate` or `test` of one of the run's checkpoints in a fresh process: the figures it logged."""
+    prefix = {"validate": "val", "test": "test"}[command]
+    run_cli(command, "--config", str(run / "config.yaml"), "--ckpt_path", checkpoint,
+            "--trainer.default_root_dir", str(root), *args)  # fmt: skip
+    (row,) = logged_rows(only_run(root), prefix)
+    return {m: row[f"{prefix}_{m}"] for m in METRICS}
+
+
+def assert_same(a: dict[str, float], b: dict[str, float], what: str) -> None:
+    for m in METRICS:
+        assert a[m] == pytest.approx(b[m], abs=TOLERANCE), (what, m, a, b)
+
+
+@pytest.fixture(scope="module")
+def one_process(ddp_run, tmp_path_factory) -> dict[str, dict[str, float]]:
+    """The DDP run's best checkpoint validated and tested on a single process: the reference figures."""
+    root = tmp_path_factory.mktemp("one_process")
+    return {
+        "val": evaluate("validate", ddp_run, root / "validate", *ONE_PROCESS),
+        "test": evaluate("test", ddp_run, root / "test", *ONE_PROCESS),
+    }
+
+
+def test_ddp_fit_reports_what_one_process_computes_on_sets_that_do_not_divide_evenly(ddp_run, one_process):
+    assert {"README.md", "report.json", "hf_model", "learning_curves.png"} <= {p.name for p in ddp_run.iterdir()}
+    report = json.loads((ddp_run / "report.json").read_text())
+    assert report["facts"]["world_size"] == 2 and report["facts"]["validation_examples"] == VALIDATION_ROWS
+    # Every validation and the test counted each example exactly once: the synced confusion matrices add up.
+    assert [e["epoch"] for e in report["evaluations"]] == [0, 1, 2]
+    assert all(sum(map(sum, e["confusion_matrix"])) == VALIDATION_ROWS for e in report["evaluations"])
+    assert sum(map(sum, report["test"]["confusion_matrix"])) == report["test"]["examples"] == TEST_ROWS
+    assert sum(1 for column in zip(*report["test"]["confusion_matrix"]) if any(column)) > 1  # not one class
+
+    # The validation logged at the best checkpoint's epoch is what one process computes on that checkpoint.
+    best_epoch = int(re.search(r"epoch=(\d+)", report["test"]["checkpoint"]).group(1))
+    (logged,) = [r for r in logged_rows(ddp_run, "val") if r["epoch"] == best_epoch]
+    assert_same({m: logged[f"val_{m}"] for m in METRICS}, one_process["val"], "fit's validation")
+
+    # Fit's test of the best checkpoint, in report.json and in metrics.csv, is what one process's test gives.
+    tested = {"loss": report["test"]["loss"], **report["test"]["metrics"]}
+    assert_same(tested, one_process["test"], "report.json's test")
+    (row,) = logged_rows(ddp_run, "test")
+    assert_same({m: row[f"test_{m}"] for m in METRICS}, one_process["test"], "metrics.csv's test")
+
+
+def test_ddp_validate_and_test_of_a_checkpoint_match_one_process(ddp_run, one_process, tmp_path):
+    assert_same(evaluate("validate", ddp_run, tmp_path / "validate", *DDP), one_process["val"], "DDP validate")
+    assert_same(evaluate("test", ddp_run, tmp_path / "test", *DDP), one_process["test"], "DDP test")
+
+
+def test_ddp_predict_writes_each_row_once_in_input_order(ddp_run, odd_sets, tmp_path):
     out = tmp_path / "predictions.csv"
-    run_cli("predict", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--predictions_file", str(out),
-            "--data.predict_file", str(odd), "--trainer.default_root_dir", str(tmp_path / "predict"), *ddp)  # fmt: skip
+    run_cli("predict", "--config", str(ddp_run / "config.yaml"), "--ckpt_path", "last",
+            "--predictions_file", str(out), "--data.predict_file", str(odd_sets["test"]),
+            "--trainer.default_root_dir", str(tmp_path), *DDP)  # fmt: skip
     rows = read_csv(out)
-    assert [int(r["row"]) for r in rows] == list(range(7))
-    assert [r["text"] for r in rows] == [r["text"] for r in read_csv(odd)]
+    assert [int(r["row"]) for r in rows] == list(range(TEST_ROWS))
+    assert [r["text"] for r in rows] == [r["text"] for r in read_csv(odd_sets["test"])]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_nodes_launched_by_torchrun_report_what_one_process_computes(odd_sets, tmp_path):
+    """Two "nodes" of one process each on this machine: torchrun per node, as on a cluster (loopback only)."""
+    root = tmp_path / "fit"
+    port = str(free_port())
+    args = fit_args(odd_sets, root) + ["--trainer.max_epochs", "2", "--data.test_file", "null"]
+    args += ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp"]
+    args += ["--trainer.accelerator", "cpu"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
+    env.pop("LIGHTNING_ALBERT_DEBUG", None)
+
+    def node(rank: int) -> subprocess.Popen:
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
+                    "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port]  # fmt: skip
+        command = [*torchrun, "-m", "lightning_albert", *args]
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    nodes = [node(0), node(1)]  # started together, as a scheduler starts one launcher per node
+    try:
+        outputs = [launcher.communicate(timeout=600)[0] for launcher in nodes]
+    finally:
+        for launcher in nodes:
+            launcher.kill()
+    for rank, (launcher, output) in enumerate(zip(nodes, outputs)):
+        assert launcher.returncode == 0, f"node {rank}:\n{output[-5000:]}"
+    run = only_run(root)
+    assert json.loads((run / "report.json").read_text())["facts"]["world_size"] == 2
+    logged = logged_rows(run, "val")[-1]
+    assert logged["val_f1"] > 0.3  # learnt more than the majority class (f1 0.25), so the check means something
+    single = evaluate("validate", run, tmp_path / "validate", *ONE_PROCESS, checkpoint="last")
+    assert_same({m: logged[f"val_{m}"] for m in METRICS}, single, "two nodes' validation")
