@@ -187,7 +187,7 @@ class AlbertClassifier(LightningModule):
         for name, param in self.named_parameters():
             if param.requires_grad:
                 # By name, not by shape: FSDP hands over flattened (1-D) parameters.
-                (no_decay if name.endswith("bias") or "LayerNorm" in name else decay).append(param)
+                (no_decay if _never_decays(name) else decay).append(param)
         # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (its AMP plugin
         # assumes such an optimizer unscales gradients itself), so "auto" leaves fused off in that case.
         clipping = bool(self.trainer.gradient_clip_val)
@@ -213,6 +213,11 @@ class AlbertClassifier(LightningModule):
         scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
         # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def _never_decays(name: str) -> bool:
+    """Biases and layer-norm weights (ALBERT names them LayerNorm and full_layer_layer_norm), as the HF Trainer."""
+    return name.endswith("bias") or "layernorm" in name.lower().replace("_", "")
 
 
 def random_states() -> dict[str, Any]:
