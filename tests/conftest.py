@@ -105,3 +105,34 @@ def fitted(tmp_path_factory, shared_data) -> Path:
     run = only_run(root)
     (root / "console.txt").write_text(result.stdout + result.stderr)  # what the user saw, for the summary tests
     return run
+
+
+@pytest.fixture(scope="session")
+def pair_run(tmp_path_factory, shared_data) -> tuple[Path, list[dict[str, str]]]:
+    """A sentence-pair run (max_length 32: most pairs are longer) and `predict`'s rows for 40 test pairs.
+
+    Shared by the export and serve tests, which check that both answer as `predict` does.
+    """
+    root = tmp_path_factory.mktemp("pairs")
+
+    def pairs(split: str, n: int) -> Path:
+        source = read_csv(PHRASEBANK / f"{split}.csv")[: n + 1]
+        path = root / f"{split}-pairs.csv"
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            writer = csv.writer(f)
+            writer.writerow(["text", "text_pair", "label"])
+            writer.writerows((a["text"], b["text"], a["label"]) for a, b in zip(source, source[1:]))
+        return path
+
+    run_cli(
+        "fit", "--config", "configs/quickstart.yaml", "--data.text_pair_column", "text_pair",
+        "--data.train_file", str(pairs("train", 320)), "--data.validation_file", str(pairs("validation", 64)),
+        "--data.test_file", "null", "--data.max_length", "32", "--trainer.max_epochs", "1",
+        "--trainer.default_root_dir", str(root / "runs"), *tiny_model_args(),
+    )  # fmt: skip
+    run = only_run(root / "runs")
+    predictions = root / "predictions.csv"
+    run_cli("predict", "--config", str(run / "config.yaml"), "--ckpt_path", "best",
+            "--data.predict_file", str(pairs("test", 40)), "--predictions_file", str(predictions),
+            "--trainer.default_root_dir", str(root / "predict"))  # fmt: skip
+    return run, read_csv(predictions)

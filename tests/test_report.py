@@ -1,10 +1,9 @@
 """What a fit leaves for people and for transformers: the card, the pictures, the export."""
 
-import csv
 import re
 
 import pytest
-from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli, tiny_model_args
+from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from lightning_albert.history import METRICS, per_class, read_run
@@ -129,30 +128,14 @@ def _assert_pipeline_equals_predictions(outputs: list, rows: list[dict]) -> None
             assert p == pytest.approx(float(row[f"prob_{label}"]), abs=1e-5)
 
 
-def test_export_of_a_sentence_pair_run_predicts_like_predict(tmp_path, shared_data):
-    """Pairs are truncated longest-first to max_length by both; half the pairs here are longer than it."""
-    source = read_csv(PHRASEBANK / "train.csv")[:240]
-    pairs = tmp_path / "pairs.csv"
-    with open(pairs, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f)
-        writer.writerow(["premise", "hypothesis", "label"])
-        for a, b in zip(source[::2], source[1::2]):
-            writer.writerow([a["text"], b["text"], a["label"]])
-    root = tmp_path / "runs"
-    run_cli("fit", "--config", "configs/quickstart.yaml", "--data.train_file", str(pairs),
-            "--data.validation_file", str(pairs), "--data.test_file", "null", "--data.predict_file", str(pairs),
-            "--data.text_column", "premise", "--data.text_pair_column", "hypothesis", "--data.max_length", "48",
-            "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(root), *tiny_model_args())  # fmt: skip
-    run = only_run(root)
-    predictions = tmp_path / "predictions.csv"
-    run_cli("predict", "--config", str(run / "config.yaml"), "--ckpt_path", "best",
-            "--trainer.default_root_dir", str(tmp_path), "--predictions_file", str(predictions))  # fmt: skip
-    rows = read_csv(predictions)
+def test_export_of_a_sentence_pair_run_predicts_like_predict(pair_run):
+    """Pairs are truncated longest-first to max_length by both; most pairs here are longer than it."""
+    run, rows = pair_run
     tokenizer = AutoTokenizer.from_pretrained(run / "hf_model")
-    assert tokenizer.model_max_length == 48
-    assert sum(len(tokenizer(r["premise"], r["hypothesis"])["input_ids"]) > 48 for r in rows) > len(rows) // 4
+    assert tokenizer.model_max_length == 32
+    assert sum(len(tokenizer(r["text"], r["text_pair"])["input_ids"]) > 32 for r in rows) > len(rows) // 2
     classify = pipeline("text-classification", model=str(run / "hf_model"), top_k=None)
-    inputs = [{"text": r["premise"], "text_pair": r["hypothesis"]} for r in rows]
+    inputs = [{"text": r["text"], "text_pair": r["text_pair"]} for r in rows]
     _assert_pipeline_equals_predictions(classify(inputs, truncation=True), rows)
 
 

@@ -246,17 +246,10 @@ def test_a_bad_request_is_answered_4xx_and_the_server_keeps_serving(single, body
 
 
 # ------------------------------------------------------------------------------- pairs, from a checkpoint
-def test_a_pair_model_served_from_a_checkpoint(tmp_path, shared_data):
+def test_a_pair_model_served_from_a_checkpoint(pair_run, tmp_path):
     """Pairs need text_pair of text's shape and answer as predict; the temporary export goes when it stops."""
-
-    def pairs(split: str, n: int) -> Path:
-        source = read_csv(PHRASEBANK / f"{split}.csv")[: n + 1]
-        rows = [{"text": a["text"], "text_pair": b["text"], "label": a["label"]} for a, b in zip(source, source[1:])]
-        return write_csv(tmp_path / f"{split}.csv", rows)
-
-    run = fit(tmp_path / "fit", "--data.text_pair_column", "text_pair", "--data.train_file", str(pairs("train", 320)),
-              "--data.validation_file", str(pairs("validation", 64)))  # fmt: skip
-    rows = predict(run, pairs("test", 12), tmp_path / "predict")
+    run, rows = pair_run
+    rows = rows[:12]
     checkpoint = next((run / "checkpoints").glob("best-*.ckpt"))
     server = Server(checkpoint, tmp=tmp_path)
     try:
