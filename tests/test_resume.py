@@ -1,4 +1,5 @@
-"""Kill a fit at random steps, resume it, and get the run that was never killed: same metrics, one run folder.
+"""Kill a fit twice at random steps, resume it each time, and get the run that was never killed: same metrics,
+one run folder.
 
 The reference and the killed run are two runs of one config and seed, so the equality of their metrics.csv is
 also the check that same-seed runs agree (before the kill, and after the resume), with either sampler.
@@ -34,19 +35,23 @@ def test_a_killed_fit_resumes_to_the_same_metrics(tmp_path, shared_data, group_b
     sampler = ["--data.group_by_length", group_by_length]
     _fit(tmp_path / "reference", *sampler)
     reference = only_run(tmp_path / "reference")
-    # A random step that is not a checkpoint step and not an epoch's last, so the resume is mid-epoch and
-    # repeats the steps since the last checkpoint.
+    # Two random steps that are not checkpoint steps nor an epoch's last, so each resume is mid-epoch and repeats
+    # the steps since the last checkpoint; the second kill hits a run that was already resumed once.
     rng = random.Random(f"resume-{group_by_length}")
     candidates = [s for s in range(EVERY + 1, STEPS_PER_EPOCH * EPOCHS) if s % EVERY and s % STEPS_PER_EPOCH]
-    step = rng.choice(candidates)
-    killed = _fit(tmp_path / "run", *sampler, "--trainer.callbacks+=tests.interrupt.KillAt",
-                  "--trainer.callbacks.step", str(step), check=False)  # fmt: skip
+    steps = sorted(rng.sample(candidates, 2))
+    kill = ["--trainer.callbacks+=tests.interrupt.KillAt", "--trainer.callbacks.step", str(steps[0])]
+    killed = _fit(tmp_path / "run", *sampler, *kill, check=False)
     assert killed.returncode == -9, killed.stderr[-2000:]
     run = only_run(tmp_path / "run")
-    # The saved config holds the killer too: resume without it.
-    resumed = run_cli("fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]")
+    # The saved config holds the first killer: each resume clears the callbacks.
+    resume = ["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]"]
+    kill = ["--trainer.callbacks+=tests.interrupt.KillAt", "--trainer.callbacks.step", str(steps[1])]
+    killed = run_cli(*resume, *kill, check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    resumed = run_cli(*resume)  # `resume` drops the callbacks the saved config holds: the first killer
     assert only_run(tmp_path / "run") == run  # the same run folder, no version_1
-    assert _history(run) == _history(reference), f"killed at step {step}"
+    assert _history(run) == _history(reference), f"killed at steps {steps}"
     card, expected = (run / "README.md").read_text(), (reference / "README.md").read_text()
     table = card[card.index("### Training results") : card.index("### Per-class")]
     assert table == expected[expected.index("### Training results") : expected.index("### Per-class")]
