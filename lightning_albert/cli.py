@@ -65,7 +65,7 @@ class AlbertCLI(LightningCLI):
                 "max_epochs": 20,
                 "gradient_clip_val": 1.0,  # the HF Trainer's max_grad_norm default; Lightning's is no clipping
                 "check_val_every_n_epoch": 1,
-                # Lists metric objects and "Total FLOPs: 0"; fit prints the parameter count and its plan instead.
+                # Lists metric objects and "Total FLOPs: 0": nothing a user acts on (enable it to see the table).
                 "enable_model_summary": False,
                 # Our batch samplers shard over processes themselves (exactly once per example in evaluation).
                 "use_distributed_sampler": False,
@@ -310,13 +310,15 @@ def quiet_library_noise() -> None:
     warnings.filterwarnings("ignore", message=r"Experiment logs directory .* exists and is not empty")
     warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
     # Lightning advertises its cloud products ("💡 Tip: ... litlogger") on every Trainer through this logger.
-    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(
-        lambda record: not str(record.msg).startswith("💡 Tip")
-    )
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_not_an_advert)  # once, however often
     # "Writing model shards" / "Loading weights" bars for a model of a few megabytes.
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+
+
+def _not_an_advert(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("💡 Tip")
 
 
 def _input_error(e: BaseException | None) -> InputError | TrainingError | None:
