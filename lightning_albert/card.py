@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 
+from lightning_albert.baseline import side_by_side, verdict
 from lightning_albert.history import METRICS, Evaluation, RunHistory, per_class
 
 PLOTS = {"learning_curves.png": "Learning curves", "confusion_matrix.png": "Confusion matrix"}
@@ -44,6 +45,8 @@ def render_card(run: RunHistory) -> str:
     stopped = _early_stop(run)
     if stopped:
         parts.append(stopped)
+    if run.baseline:
+        parts.append(_baseline(run))
     labels = run.labels or [str(v) for v in (run.facts.get("labels") or [])]
     parts.append("## Model description\n")
     parts.append(
@@ -146,6 +149,18 @@ def _test_section(run: RunHistory, labels: list[str]) -> str:
     if (run.folder / TEST_PLOT).is_file():
         parts.append(f"![Test confusion matrix]({TEST_PLOT})")
     return "\n\n".join(p.rstrip("\n") for p in parts)
+
+
+def _baseline(run: RunHistory) -> str:
+    rows = ["| Model | Split | Loss | Accuracy | Precision | Recall | F1 |", "|:--|:--|--:|--:|--:|--:|--:|"]
+    for model, split, loss, metrics in side_by_side(run):
+        rows.append(f"| {model} | {split} | {loss:.4f} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    said = verdict(run)
+    intro = (
+        f"A bag-of-words baseline for scale: {run.baseline['model']}, fitted on the same training split in "
+        f"{run.baseline['fit_seconds']:.1f} s."
+    )
+    return "\n\n".join([intro, "\n".join(rows), *([said] if said else [])])
 
 
 def _early_stop(run: RunHistory) -> str | None:

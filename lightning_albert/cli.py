@@ -18,6 +18,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+from lightning_albert.baseline import run_baseline
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError, TrainingError
@@ -93,6 +94,13 @@ class AlbertCLI(LightningCLI):
             default=True,
             help="When the data has a test split, fit ends by testing the best checkpoint on it; its results go "
             "on the model card and into the summary.",
+        )
+        parser.add_argument(
+            "--baseline",
+            type=bool,
+            default=True,
+            help="When fit ends, fit a TF-IDF + logistic-regression baseline on the same training split (seconds, "
+            "scikit-learn) and score it where the model was scored; the card and the summary show both.",
         )
         parser.add_argument(
             "--early_stopping.patience",
@@ -250,8 +258,13 @@ class AlbertCLI(LightningCLI):
             best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
             trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None, verbose=False)
         folder = Path(trainer.log_dir)  # on every rank: it broadcasts from rank 0, so rank 0 alone would hang
-        if trainer.is_global_zero:
-            print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
+        if not trainer.is_global_zero:
+            return
+        writer = next((c for c in trainer.callbacks if isinstance(c, RunFolderWriter)), None)
+        if self.config["fit"]["baseline"] and writer is not None:
+            splits = ["validation"] + (["test"] if writer.report.get("test") else [])
+            writer.add("baseline", run_baseline(self.datamodule, splits))
+        print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
 
     def before_predict(self) -> None:
         """Refuse to replace an existing predictions file before spending time on predicting."""

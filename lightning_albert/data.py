@@ -422,6 +422,17 @@ class TextClassificationDataModule(LightningDataModule):
         """An encoded split (after `setup`): "train", "validation", "test" or "predict"."""
         return self._splits[name]
 
+    def texts(self, name: str) -> list[str]:
+        """The raw texts of an encoded split, row for row (a pair joined by " [SEP] "): for models that read
+        words rather than token ids, such as the bag-of-words baseline."""
+        held_out = name == "validation" and not self._has_source(name)  # val_split of the training file
+        split, table = self._splits[name], self.table("train" if held_out else name)
+        texts = self._texts(table, self.text_column, "text")
+        if not self.text_pair_column:
+            return [texts[r] for r in split.rows]
+        pairs = self._texts(table, self.text_pair_column, "text_pair")
+        return [f"{texts[r]} [SEP] {pairs[r]}" for r in split.rows]
+
     def train_dataloader(self) -> DataLoader:
         """Stateful (torchdata), so a checkpoint taken mid-epoch records where the epoch's order stands."""
         split = self._splits["train"]

@@ -40,6 +40,7 @@ class RunHistory:
     best_checkpoint: Path | None
     facts: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] | None = None  # the best checkpoint on the test split, when fit ended by testing it
+    baseline: dict[str, Any] | None = None  # the TF-IDF + LR baseline's scores (baseline.py), when fit made it
 
     @property
     def last(self) -> Evaluation | None:
@@ -58,7 +59,8 @@ def read_run(folder: str | Path) -> RunHistory:
     evaluations = _evaluations(folder / "metrics.csv", report.get("evaluations", []))
     best_path, best = _best(folder / "checkpoints", evaluations, config)
     labels = report.get("labels") or []
-    return RunHistory(folder, config, labels, evaluations, best, best_path, report.get("facts", {}), report.get("test"))
+    facts, test, baseline = report.get("facts", {}), report.get("test"), report.get("baseline")
+    return RunHistory(folder, config, labels, evaluations, best, best_path, facts, test, baseline)
 
 
 def _evaluations(metrics_csv: Path, recorded: list[dict]) -> list[Evaluation]:

@@ -45,7 +45,7 @@ class RunFolderWriter(Callback):
             report = continued_report(self.folder, load_checkpoint(trainer.ckpt_path)["global_step"])
             if report is not None:
                 self.report = report
-                self._save(trainer)
+                self._save()
                 return
         self.report = {
             "labels": list(data.labels),
@@ -59,7 +59,7 @@ class RunFolderWriter(Callback):
             },
             "evaluations": [],
         }
-        self._save(trainer)
+        self._save()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero or pl_module.confusion_matrix is None:
@@ -71,7 +71,7 @@ class RunFolderWriter(Callback):
                 "confusion_matrix": pl_module.confusion_matrix.tolist(),
             }
         )
-        self._save(trainer)
+        self._save()
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -88,7 +88,7 @@ class RunFolderWriter(Callback):
                 "min_delta": abs(stopper.min_delta),
                 "reason": stopper.stopping_reason_message,
             }
-        self._save(trainer)
+        self._save()
         folder = self.folder
         checkpoint = trainer.checkpoint_callback
         best = checkpoint and (checkpoint.best_model_path or checkpoint.last_model_path)
@@ -113,9 +113,15 @@ class RunFolderWriter(Callback):
             "metrics": metrics,
             "confusion_matrix": pl_module.confusion_matrix.tolist(),
         }
-        self._save(trainer)
+        self._save()
         write_report(self.folder)
 
-    def _save(self, trainer: Trainer) -> None:
+    def add(self, key: str, value: Any) -> None:
+        """Record something computed after training (the baseline), and render the card again."""
+        self.report[key] = value
+        self._save()
+        write_report(self.folder)
+
+    def _save(self) -> None:
         with atomic_write(self.folder / "report.json", encoding="utf-8") as f:
             json.dump(self.report, f, indent=1)

@@ -5,6 +5,7 @@ Built from the run folder (`history.read_run`), the same source as the model car
 
 from pathlib import Path
 
+from lightning_albert.baseline import side_by_side, verdict
 from lightning_albert.history import METRICS, RunHistory
 
 COLUMNS = ("loss", *METRICS)
@@ -24,7 +25,12 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
             rows.append((f"last (epoch {run.last.epoch + 1})", run.last.val_loss, run.last.metrics))
         if run.test:
             rows.append((f"test ({run.test['examples']})", run.test["loss"], run.test["metrics"]))
+        baseline = [(f"TF-IDF + LR {s}", loss, m) for model, s, loss, m in side_by_side(run) if model != "ALBERT"]
+        rows += baseline
         lines.append(_table(rows))
+        said = verdict(run)
+        if said:
+            lines.append(said)
     else:
         lines.append("No validation ran, so there is no best checkpoint.")
     lines.append(f"Run folder: {folder}")

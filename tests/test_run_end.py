@@ -74,7 +74,7 @@ def test_early_stopping_stops_keeps_the_best_and_says_why(tmp_path, shared_data)
         "--data.validation_file", str(PHRASEBANK / "validation.csv"),
         "--data.max_train_samples", "96", "--trainer.max_epochs", "6", "--trainer.default_root_dir", str(root),
         "--early_stopping.patience", "1", "--early_stopping.min_delta", "1.0", "--test_after_fit", "false",
-        *tiny_model_args(),
+        "--baseline", "false", *tiny_model_args(),
     )  # fmt: skip
     run = only_run(root)
     assert [r["epoch"] for r in logged_rows(run, "val")] == [0, 1]
@@ -88,3 +88,6 @@ def test_early_stopping_stops_keeps_the_best_and_says_why(tmp_path, shared_data)
     # --test_after_fit false: the quickstart's test file is not scored.
     assert "### Test results" not in card and not (run / "test_confusion_matrix.png").exists()
     assert "test (" not in result.stdout
+    # --baseline false: no TF-IDF + LR is fitted, shown or compared with.
+    assert "baseline" not in json.loads((run / "report.json").read_text())
+    assert "TF-IDF" not in card and "TF-IDF" not in result.stdout
