@@ -13,6 +13,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -230,7 +231,12 @@ class AlbertCLI(LightningCLI):
             config = self.config["predict"]
             callbacks.append(PredictionsWriter(config.get("predictions_file")))
         kwargs["callbacks"] = callbacks
-        trainer = super().instantiate_trainer(**kwargs)
+        try:
+            trainer = super().instantiate_trainer(**kwargs)
+        except (ValueError, MisconfigurationException) as e:
+            # Lightning checks the trainer settings as it builds the Trainer (a strategy the accelerator cannot
+            # run, such as FSDP on a CPU): its message is the user's to act on, without the traceback.
+            raise InputError(f"trainer: {str(e).strip()}") from None
         if every_steps is not None:
             # Last, so `trainer.checkpoint_callback` (the first ModelCheckpoint) stays the one that keeps the best.
             trainer.callbacks = [c for c in trainer.callbacks if c is not every_steps] + [every_steps]
