@@ -1,0 +1,131 @@
+"""Does the offline default beat a bag-of-words baseline? Test scores on each shared data set, over seeds.
+
+    python benchmarks/quality.py                                    # 3 data sets x seeds 1 2 3
+    python benchmarks/quality.py --datasets sst5 --seeds 1 --output /tmp/quality.md
+
+Each run is what README tells a user to type: `pretrain` on the training texts (configs/pretrain.yaml), then
+`fit --config configs/offline.yaml --model.pretrained <its export>`, with the data files on the command line.
+The recipe is chosen on validation; the test split is scored once, by the best checkpoint, at the end of fit.
+Every fit also fits the TF-IDF + logistic-regression baseline on the same training split (baseline.py), so
+both rows come from the same report.json. CPU time is user + system seconds of the child processes, which on
+this 2-core machine is about twice the wall time of a run that keeps both cores busy.
+"""
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+DATA = REPO.parent / "shared" / "data"
+DATASETS = ("financial_phrasebank_allagree", "tweeteval_emotion", "sst5")
+
+
+def cli(*args: str) -> None:
+    result = subprocess.run([sys.executable, "-m", "lightning_albert", *args], cwd=REPO, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"python -m lightning_albert {' '.join(args)}\nfailed:\n{result.stderr[-3000:]}")
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def run(dataset: str, seed: int, work: Path, pretrain: bool) -> dict:
+    """One seed on one data set: the report.json figures of ALBERT and of the baseline, and the CPU spent."""
+    files = DATA / dataset
+    started, wall = cpu_seconds(), time.perf_counter()
+    extra = []
+    if pretrain:
+        cli(
+            "pretrain", "--config", "configs/pretrain.yaml", "--seed_everything", str(seed),
+            "--data.train_file", str(files / "train.csv"), "--trainer.default_root_dir", str(work / "pretrain"),
+        )  # fmt: skip
+        (export,) = (work / "pretrain").glob("lightning_logs/version_*/hf_model")
+        extra = ["--model.pretrained", str(export)]
+    pretrain_cpu = cpu_seconds() - started
+    cli(
+        "fit", "--config", "configs/offline.yaml", "--seed_everything", str(seed),
+        "--data.train_file", str(files / "train.csv"), "--data.validation_file", str(files / "validation.csv"),
+        "--data.test_file", str(files / "test.csv"), "--trainer.default_root_dir", str(work / "fit"),
+        "--trainer.enable_progress_bar", "false", *extra,
+    )  # fmt: skip
+    (report,) = (work / "fit").glob("lightning_logs/version_*/report.json")
+    report = json.loads(report.read_text())
+    return {
+        "dataset": dataset,
+        "seed": seed,
+        "albert": report["test"]["metrics"],
+        "baseline": report["baseline"]["test"]["metrics"],
+        "baseline_fit_seconds": report["baseline"]["fit_seconds"],
+        "cpu_seconds": cpu_seconds() - started,
+        "pretrain_cpu_seconds": pretrain_cpu,
+        "wall_seconds": time.perf_counter() - wall,
+    }
+
+
+def table(results: list[dict]) -> str:
+    lines = [
+        "| data set | offline default, test accuracy | macro-F1 | TF-IDF + LR, test accuracy | macro-F1 | beats it? "
+        "| CPU min per run (pretrain + fit) | baseline fit s |",
+        "|---|---:|---:|---:|---:|:-:|---:|---:|",
+    ]
+    for dataset in dict.fromkeys(r["dataset"] for r in results):
+        rows = [r for r in results if r["dataset"] == dataset]
+        (acc, acc_cell), (f1, f1_cell) = _spread(rows, "albert", "accuracy"), _spread(rows, "albert", "f1")
+        (b_acc, b_acc_cell), (b_f1, b_f1_cell) = _spread(rows, "baseline", "accuracy"), _spread(rows, "baseline", "f1")
+        beats = {(True, True): "yes", (True, False): "accuracy only", (False, True): "F1 only"}.get(
+            (acc > b_acc, f1 > b_f1), "no"
+        )
+        cpu = statistics.mean(r["cpu_seconds"] for r in rows) / 60
+        pre = statistics.mean(r["pretrain_cpu_seconds"] for r in rows) / 60
+        seconds = statistics.mean(r["baseline_fit_seconds"] for r in rows)
+        lines.append(
+            f"| {dataset} | {acc_cell} | {f1_cell} | {b_acc_cell} | {b_f1_cell} | {beats} | {cpu:.1f} ({pre:.1f} + "
+            f"{cpu - pre:.1f}) | {seconds:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def _spread(rows: list[dict], model: str, metric: str) -> tuple[float, str]:
+    """The mean over seeds, and a cell with the mean and the range."""
+    values = [r[model][metric] for r in rows]
+    mean = statistics.mean(values)
+    return mean, f"{mean:.3f} ({min(values):.3f}-{max(values):.3f})" if len(values) > 1 else f"{mean:.3f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--no_pretrain", action="store_true", help="fit configs/offline.yaml from scratch")
+    parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
+    args = parser.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory() as work:
+        for dataset in args.datasets:
+            for seed in args.seeds:
+                result = run(dataset, seed, Path(work) / f"{dataset}-{seed}", pretrain=not args.no_pretrain)
+                results.append(result)
+                print(json.dumps(result), flush=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    text = (
+        f"Test scores, mean (min-max) over seeds {', '.join(map(str, args.seeds))}; "
+        f"{'pretrain + ' if not args.no_pretrain else ''}fit with configs/offline.yaml; {stamp} UTC, 2 CPU cores.\n\n"
+        + table(results)
+        + "\n"
+    )
+    print(text)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    args.output.with_suffix(".json").write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
