@@ -44,7 +44,8 @@ def main(argv: list[str]) -> None:
     optuna = _import_optuna()
     config_path = Path(args.config)
     base = apply_settings(read_yaml(config_path, "--config"), args.set)
-    resolved = resolved_config(base)  # a bad base config stops here, before any trial
+    source = f"--config {config_path}" + (" with --set" if args.set else "")
+    resolved = resolved_config(base, source)  # a bad base config stops here, before any trial
     space = read_search_space(args.search_space or default_search_space(resolved))
     check_keys(space, resolved)
     metric = args.metric or resolved["checkpoint"]["monitor"] or "val_f1"
@@ -54,8 +55,10 @@ def main(argv: list[str]) -> None:
     output = Path(args.output or Path("runs") / "tune" / config_path.stem)
     study = open_study(optuna, output, name, metric, mode, args.seed)
     search = Search(optuna, study, base, space, output, metric, mode)
-    ran = search.run(args.n_trials, args.timeout)
-    write_table(optuna, study, space, output / "trials.csv")
+    try:
+        ran = search.run(args.n_trials, args.timeout)
+    finally:  # also when the search stops on an error: the table says which trials ran and why they failed
+        write_table(optuna, study, space, output / "trials.csv")
     best = best_trial(optuna, study)
     if best is not None:
         write_best(base, best, metric, mode, name, output)
@@ -142,7 +145,7 @@ def apply_settings(config: dict[str, Any], settings: list[str]) -> dict[str, Any
     return config
 
 
-def resolved_config(base: dict[str, Any]) -> dict[str, Any]:
+def resolved_config(base: dict[str, Any], source: str) -> dict[str, Any]:
     """Every fit setting of the base config with its default, as `fit --print_config` shows it; a config fit
     would refuse raises InputError with jsonargparse's reason, on one line."""
     out, err = io.StringIO(), io.StringIO()
@@ -154,7 +157,7 @@ def resolved_config(base: dict[str, Any]) -> dict[str, Any]:
             lines = err.getvalue().splitlines()
             start = next((i for i, line in enumerate(lines) if line.startswith("error:")), len(lines) - 1)
             reason = " ".join(" ".join(lines[start:]).split()).removeprefix("error: ")
-            raise InputError(f"--config: fit refuses it: {reason}") from None
+            raise InputError(f"{source}: fit refuses it: {reason}") from None
     return yaml.safe_load(out.getvalue())
 
 
@@ -291,11 +294,8 @@ class Search:
                 if last_error and last_error[0] == error and last_error[1] != trial.params:
                     raise InputError(error)
                 last_error = (error, trial.params)
-            self.write_table()
+            write_table(self.optuna, self.study, self.space, self.output / "trials.csv")
         return ran
-
-    def write_table(self) -> None:
-        write_table(self.optuna, self.study, self.space, self.output / "trials.csv")
 
     def _run_trial(self, trial) -> str | None:
         """Run one fit and tell the study how it went; return the reason when it failed on an InputError."""
