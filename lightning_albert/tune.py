@@ -39,8 +39,6 @@ STUDY_FILE = "study.journal"
 
 def main(argv: list[str]) -> None:
     args = _parser().parse_args(argv)
-    # Lightning warns when a CLI gets `args` while sys.argv has some: here the trials' args are meant to differ.
-    warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
     optuna = _import_optuna()
     config_path = Path(args.config)
     base = apply_settings(read_yaml(config_path, "--config"), args.set)
@@ -69,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m lightning_albert tune",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpWithDefaults,
     )
     parser.add_argument("--config", required=True, help="the fit config every trial starts from")
     parser.add_argument(
@@ -94,6 +92,13 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     return parser
+
+
+class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default where there is a value; the options without one say what they fall back to in words."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default in (None, []) else super()._get_help_string(action)
 
 
 def _import_optuna():
@@ -151,7 +156,7 @@ def resolved_config(base: dict[str, Any], source: str) -> dict[str, Any]:
     out, err = io.StringIO(), io.StringIO()
     try:
         with redirect_stdout(out), redirect_stderr(err):
-            AlbertCLI(args=["fit", "--config", yaml.safe_dump(base), "--print_config"])
+            fit_in_process(["fit", "--config", yaml.safe_dump(base), "--print_config"])
     except SystemExit as e:
         if e.code:
             lines = err.getvalue().splitlines()
@@ -159,6 +164,14 @@ def resolved_config(base: dict[str, Any], source: str) -> dict[str, Any]:
             reason = " ".join(" ".join(lines[start:]).split()).removeprefix("error: ")
             raise InputError(f"{source}: fit refuses it: {reason}") from None
     return yaml.safe_load(out.getvalue())
+
+
+def fit_in_process(args: list[str], callbacks: list[Callback] = ()) -> AlbertCLI:
+    """The fit CLI in this process (so a callback can reach the trial). Lightning warns when `args` come beside a
+    command line of other arguments: tune's own command line is meant to differ from its trials'."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
+        return AlbertCLI(args=args, extra_callbacks=callbacks)
 
 
 def default_search_space(resolved: dict[str, Any]) -> Path:
@@ -305,7 +318,7 @@ class Search:
         try:
             params = {key: suggest(trial, key, spec) for key, spec in self.space.items()}
             with quiet_trial():
-                AlbertCLI(args=self.fit_args(params), extra_callbacks=[pruning])
+                fit_in_process(self.fit_args(params), [pruning])
             if not pruning.history:
                 raise InputError(f"the trial ran no validation, so it has no {self.metric}.")
         except BaseException as e:

@@ -51,6 +51,7 @@ def _tune(config: Path, *extra: str) -> None:
           "--output", str(config.parent / "out"), "--n_trials", "2", *extra])  # fmt: skip
 
 
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # the final fit runs in-process from pytest
 def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
     out = base_config.parent / "out"
     _tune(base_config)
@@ -106,3 +107,51 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and named in error, error
     assert not (tmp_path / "out").exists()  # refused before a study was created
+
+
+@pytest.mark.parametrize(
+    ("config", "space"), [("quickstart.yaml", "offline.yaml"), ("albert-base-v2.yaml", "pretrained.yaml")]
+)
+def test_shipped_search_spaces_fit_their_configs(config, space):
+    """The default space follows model.pretrained, and each of its keys is a setting fit takes."""
+    from lightning_albert.tune import check_keys, default_search_space, read_search_space, resolved_config
+
+    base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
+    resolved = resolved_config(base, config)
+    path = default_search_space(resolved)
+    assert path.name == space
+    check_keys(read_search_space(path), resolved)
+
+
+def test_pruned_trial_stops_its_fit_after_that_validation():
+    """The pruner's verdict stops the Trainer as early stopping would, so the trial's run folder is complete."""
+    from types import SimpleNamespace
+
+    from lightning_albert.tune import PruneOnValidation
+
+    class Trial:
+        def __init__(self):
+            self.reports = []
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return len(self.reports) == 2
+
+    trial = Trial()
+    callback = PruneOnValidation(trial, "val_f1")
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, current_epoch=0, should_stop=False)
+    for epoch, value in enumerate((0.4, 0.3)):
+        trainer.current_epoch, trainer.callback_metrics = epoch, {"val_f1": value}
+        callback.on_validation_end(trainer, None)
+    assert trial.reports == [(0, 0.4), (1, 0.3)] and callback.history == trial.reports
+    assert callback.pruned and trainer.should_stop
+
+
+def test_missing_optuna_says_which_extra_to_install(base_config, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "optuna", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--config", str(base_config)])
+    assert exit_info.value.code == 2
+    assert "pip install lightning-albert[tune]" in capsys.readouterr().err
