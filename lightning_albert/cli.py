@@ -9,12 +9,13 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch import Trainer
+from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
@@ -39,11 +40,12 @@ from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
-TOOLS = ("report", "export", "serve")
+TOOLS = ("report", "export", "serve", "tune")
 DESCRIPTION = (
     "Fine-tune ALBERT for text classification (fit), and validate, test or predict on a checkpoint. "
     "On a finished run: `report RUN_FOLDER` re-renders its model card, `export CHECKPOINT OUTPUT` writes a "
-    "transformers folder, `serve SOURCE` answers predictions over HTTP (LitServe)."
+    "transformers folder, `serve SOURCE` answers predictions over HTTP (LitServe), "
+    "`tune --config CONFIG` searches hyperparameters on the validation set (Optuna) and writes the best config."
 )
 
 
@@ -51,7 +53,9 @@ class AlbertCLI(LightningCLI):
     checkpoint: dict[str, Any] | None = None  # --ckpt_path, read safely before Lightning reads it
     checkpoint_data: dict[str, Any] | None = None  # the DataModule state of --ckpt_path, when one is given
 
-    def __init__(self, args: Any = None, run: bool = True):
+    def __init__(self, args: Any = None, run: bool = True, extra_callbacks: Sequence[Callback] = ()):
+        """`extra_callbacks` join the Trainer's for this run only, never its saved config (`tune`'s pruning)."""
+        self.extra_callbacks = list(extra_callbacks)
         self._temporary = tempfile.TemporaryDirectory(prefix="lightning_albert_")  # removed when the command ends
         try:
             self._init(args, run)
@@ -208,7 +212,7 @@ class AlbertCLI(LightningCLI):
         resumed = run_folder_of(config.get("ckpt_path")) if self.subcommand == "fit" else None
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd(), resumed)
-        callbacks = list(trainer_config.get("callbacks") or [])
+        callbacks = list(trainer_config.get("callbacks") or []) + self.extra_callbacks
         every_steps = None
         if self.subcommand == "fit":
             callbacks += [RunFolderWriter(), RestoreTrainingOrder(), InterruptCheckpoint(), NonFiniteLossCheck()]

@@ -1,0 +1,157 @@
+"""`tune`: trials are real fit runs, the table and best.yaml agree with their folders, and the study resumes."""
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import PHRASEBANK, TINY_ALBERT, logged_rows, read_csv
+
+from lightning_albert.cli import main
+
+pytest.importorskip("optuna")
+
+SPACE = """\
+model.learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
+model.config.hidden_dropout_prob: {type: float, low: 0.0, high: 0.3}
+"""
+
+
+def _slice(source: Path, target: Path, rows: int) -> Path:
+    data = read_csv(source)[:rows]
+    with open(target, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=list(data[0]))
+        writer.writeheader()
+        writer.writerows(data)
+    return target
+
+
+@pytest.fixture(scope="module")
+def base_config(tmp_path_factory, shared_data) -> Path:
+    """The quickstart config on 160/60 phrasebank rows with a tiny ALBERT for one epoch; it has a test split,
+    which trials must not touch."""
+    root = tmp_path_factory.mktemp("tune")
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "quickstart.yaml").read_text())
+    config["model"]["config"] = dict(TINY_ALBERT)
+    config["trainer"]["max_epochs"] = 1
+    config["data"].update(
+        train_file=str(_slice(PHRASEBANK / "train.csv", root / "train.csv", 160)),
+        validation_file=str(_slice(PHRASEBANK / "validation.csv", root / "validation.csv", 60)),
+        test_file=str(_slice(PHRASEBANK / "test.csv", root / "test.csv", 40)),
+        predict_file=None,
+    )
+    path = root / "base.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    (root / "space.yaml").write_text(SPACE)
+    return path
+
+
+def _tune(config: Path, *extra: str) -> None:
+    main(["tune", "--config", str(config), "--search_space", str(config.parent / "space.yaml"),
+          "--output", str(config.parent / "out"), "--n_trials", "2", *extra])  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # the final fit runs in-process from pytest
+def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
+    out = base_config.parent / "out"
+    _tune(base_config)
+    trials = read_csv(out / "trials.csv")
+    assert [t["state"] for t in trials] == ["complete", "complete"]
+    for trial in trials:
+        run = Path(trial["run_folder"])
+        best = max(row["val_f1"] for row in logged_rows(run, "val"))
+        assert float(trial["value"]) == pytest.approx(best, abs=1e-6)
+        assert not any(row.get("test_loss") for row in read_csv(run / "metrics.csv"))  # trials never test
+        run_config = yaml.safe_load((run / "config.yaml").read_text())
+        assert run_config["model"]["learning_rate"] == pytest.approx(float(trial["model.learning_rate"]))
+        assert run_config["model"]["config"]["hidden_dropout_prob"] == pytest.approx(
+            float(trial["model.config.hidden_dropout_prob"])
+        )
+        assert run_config["model"]["config"]["hidden_size"] == TINY_ALBERT["hidden_size"]  # merged, not replaced
+    best_trial = max(trials, key=lambda t: float(t["value"]))  # the first of equals, as the study keeps
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    assert best["model"]["learning_rate"] == pytest.approx(float(best_trial["model.learning_rate"]))
+    assert best["model"]["config"]["hidden_dropout_prob"] == pytest.approx(
+        float(best_trial["model.config.hidden_dropout_prob"])
+    )
+    assert f"trial {best_trial['number']}," in (out / "best.yaml").read_text().splitlines()[0]
+    assert f"fit --config {out / 'best.yaml'}" in capsys.readouterr().out
+
+    # Resumed: the study file already holds the budget's two trials, so none runs.
+    _tune(base_config)
+    assert "0 run now" in capsys.readouterr().out
+    assert len(read_csv(out / "trials.csv")) == 2
+
+    final = base_config.parent / "final"
+    main(["fit", "--config", str(out / "best.yaml"), "--trainer.default_root_dir", str(final),
+          "--trainer.enable_progress_bar", "false"])  # fmt: skip
+    (run,) = (final / "lightning_logs").glob("version_*")
+    assert logged_rows(run, "test")  # the final fit is the one that tests
+
+
+@pytest.mark.parametrize(
+    ("space", "named"),
+    [
+        ("model.learning_rate: {type: flot, low: 1.0e-4, high: 1.0e-3}\n", "model.learning_rate: unknown type"),
+        ("model.weight_decay: {type: float, low: 0.2, high: 0.1}\n", "model.weight_decay: low (0.2) is above"),
+        ("data.batch_size: {type: int, low: 8}\n", "data.batch_size: missing high"),
+        ("model.learnin_rate: {type: float, low: 1.0e-4, high: 1.0e-3}\n", "model.learnin_rate is not a fit setting"),
+    ],
+)
+def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, capsys, space, named):
+    path = tmp_path / "space.yaml"
+    path.write_text(space)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--config", str(base_config), "--search_space", str(path), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and named in error, error
+    assert not (tmp_path / "out").exists()  # refused before a study was created
+
+
+@pytest.mark.parametrize(
+    ("config", "space"), [("quickstart.yaml", "offline.yaml"), ("albert-base-v2.yaml", "pretrained.yaml")]
+)
+def test_shipped_search_spaces_fit_their_configs(config, space):
+    """The default space follows model.pretrained, and each of its keys is a setting fit takes."""
+    from lightning_albert.tune import check_keys, default_search_space, read_search_space, resolved_config
+
+    base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
+    resolved = resolved_config(base, config)
+    path = default_search_space(resolved)
+    assert path.name == space
+    check_keys(read_search_space(path), resolved)
+
+
+def test_pruned_trial_stops_its_fit_after_that_validation():
+    """The pruner's verdict stops the Trainer as early stopping would, so the trial's run folder is complete."""
+    from types import SimpleNamespace
+
+    from lightning_albert.tune import PruneOnValidation
+
+    class Trial:
+        def __init__(self):
+            self.reports = []
+
+        def report(self, value, step):
+            self.reports.append((step, value))
+
+        def should_prune(self):
+            return len(self.reports) == 2
+
+    trial = Trial()
+    callback = PruneOnValidation(trial, "val_f1")
+    trainer = SimpleNamespace(sanity_checking=False, callback_metrics={}, current_epoch=0, should_stop=False)
+    for epoch, value in enumerate((0.4, 0.3)):
+        trainer.current_epoch, trainer.callback_metrics = epoch, {"val_f1": value}
+        callback.on_validation_end(trainer, None)
+    assert trial.reports == [(0, 0.4), (1, 0.3)] and callback.history == trial.reports
+    assert callback.pruned and trainer.should_stop
+
+
+def test_missing_optuna_says_which_extra_to_install(base_config, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "optuna", None)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--config", str(base_config)])
+    assert exit_info.value.code == 2
+    assert "pip install lightning-albert[tune]" in capsys.readouterr().err
