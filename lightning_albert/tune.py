@@ -360,6 +360,8 @@ class Search:
             str(self.output / "trials"),
             "--test_after_fit",
             "false",  # the test split is for the final fit only: choosing on it would leak it
+            "--baseline",
+            "false",  # the same for every trial: the best config's fit shows it
             "--trainer.enable_progress_bar",
             "false",
         ]
