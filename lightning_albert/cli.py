@@ -152,7 +152,7 @@ class AlbertCLI(LightningCLI):
         """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file;
         fit from pretrained weights reads texts with their tokenizer."""
         config = self.config[self.subcommand] if self.subcommand else self.config
-        if self.subcommand == "fit":
+        if self.subcommand in ("fit", None):  # None: run=False, the programmatic way to build what fit trains
             tokenizer_follows_pretrained(config)
         ckpt_path = config.get("ckpt_path")
         checkpoint = self.checkpoint or {}

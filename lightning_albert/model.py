@@ -300,6 +300,9 @@ def load_pretrained(cls: type[PreTrainedModel], pretrained: str, vocab_size: int
             f"model.pretrained: cannot load '{pretrained}' ({str(e).splitlines()[0]}). Give a local folder with "
             "config.json and weights, a hub name (needs the network), or use model.config to build from scratch."
         ) from None
+    # from_pretrained returns the model in eval mode, and Lightning 2.6 keeps each submodule's mode when training
+    # starts: without this, dropout would stay off for the whole fit.
+    model.train()
     encoder = f"{model.base_model_prefix}."
     fresh = sorted(k for k in info["missing_keys"] if k.startswith(encoder))
     missing = [k for k in fresh if not k.startswith(f"{encoder}pooler.")]
