@@ -96,7 +96,11 @@ def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path
     assert f"--model.pretrained {export}" in capsys.readouterr().out
     logged = [row for row in read_csv(run / "metrics.csv") if row["val_loss"]]
     assert logged and logged[0]["val_mlm_accuracy"] and logged[0]["val_sop_accuracy"]
-    assert (run / "checkpoints" / "last.ckpt").is_file() and list(run.glob("checkpoints/best-*.ckpt"))
+    (best,) = run.glob("checkpoints/best-*.ckpt")
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    best_weights = torch.load(best, weights_only=True)["state_dict"]
+    for key, value in load_file(export / "model.safetensors").items():  # the export is the best checkpoint
+        assert torch.equal(best_weights[f"model.{key}"], value), key
 
     fit = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--model.pretrained", str(export),
            "--model.config", "null", "--data.train_file", str(PHRASEBANK / "train.csv"),
