@@ -40,11 +40,12 @@ from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
-TOOLS = ("report", "export", "serve", "tune")
+TOOLS = ("report", "export", "serve", "pretrain", "tune")
 DESCRIPTION = (
     "Fine-tune ALBERT for text classification (fit), and validate, test or predict on a checkpoint. "
     "On a finished run: `report RUN_FOLDER` re-renders its model card, `export CHECKPOINT OUTPUT` writes a "
-    "transformers folder, `serve SOURCE` answers predictions over HTTP (LitServe), "
+    "transformers folder, `serve SOURCE` answers predictions over HTTP (LitServe). Before fit: `pretrain "
+    "--config configs/pretrain.yaml` pretrains ALBERT on unlabelled text, for fit --model.pretrained <export>; "
     "`tune --config CONFIG` searches hyperparameters on the validation set (Optuna) and writes the best config."
 )
 
@@ -161,8 +162,11 @@ class AlbertCLI(LightningCLI):
             self.checkpoint = load_checkpoint(config["ckpt_path"], "--ckpt_path") if config["ckpt_path"] else None
 
     def before_instantiate_classes(self) -> None:
-        """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file."""
+        """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file;
+        fit from pretrained weights reads texts with their tokenizer."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        if self.subcommand in ("fit", None):  # None: run=False, the programmatic way to build what fit trains
+            tokenizer_follows_pretrained(config)
         ckpt_path = config.get("ckpt_path")
         checkpoint = self.checkpoint or {}
         self.checkpoint_data = state = checkpoint.get(DATA_STATE_KEY)
@@ -283,6 +287,13 @@ class AlbertCLI(LightningCLI):
         path = writer.resolved_path(self.trainer)
         if path.exists() and not config.get("overwrite"):
             raise InputError(f"--predictions_file: {path} exists. Choose another path, or add --overwrite true.")
+
+
+def tokenizer_follows_pretrained(config) -> None:
+    """With model.pretrained and no data.tokenizer, use the pretrained source's tokenizer: a tokenizer trained
+    anew on the data would give ids that the pretrained embeddings do not mean."""
+    if config["model"].get("pretrained") and not config["data"].get("tokenizer"):
+        config["data"]["tokenizer"] = config["model"]["pretrained"]
 
 
 def default_loggers(root: str, resumed: Path | None = None) -> list:

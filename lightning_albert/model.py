@@ -20,7 +20,13 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
-from transformers import AlbertConfig, AlbertForSequenceClassification, SchedulerType, get_scheduler
+from transformers import (
+    AlbertConfig,
+    AlbertForSequenceClassification,
+    PreTrainedModel,
+    SchedulerType,
+    get_scheduler,
+)
 
 from lightning_albert.errors import InputError
 
@@ -67,9 +73,7 @@ class AlbertClassifier(LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        if lr_scheduler_type not in {t.value for t in SchedulerType}:
-            names = ", ".join(t.value for t in SchedulerType)
-            raise InputError(f"model.lr_scheduler_type: '{lr_scheduler_type}' is not one of {names}.")
+        check_scheduler_type(lr_scheduler_type)
         self.id2label = {int(k): str(v) for k, v in (id2label or {i: f"LABEL_{i}" for i in range(num_labels)}).items()}
         if len(self.id2label) != num_labels:
             raise InputError(f"model.id2label has {len(self.id2label)} names but model.num_labels is {num_labels}.")
@@ -182,37 +186,51 @@ class AlbertClassifier(LightningModule):
         }
 
     def configure_optimizers(self) -> dict[str, Any]:
-        hp = self.hparams
-        decay, no_decay = [], []
-        for name, param in self.named_parameters():
-            if param.requires_grad:
-                # By name, not by shape: FSDP hands over flattened (1-D) parameters.
-                (no_decay if _never_decays(name) else decay).append(param)
-        # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (its AMP plugin
-        # assumes such an optimizer unscales gradients itself), so "auto" leaves fused off in that case.
-        clipping = bool(self.trainer.gradient_clip_val)
-        mixed = isinstance(self.trainer.precision_plugin, MixedPrecision)
-        fused = hp.fused_adamw
-        if fused is None:
-            fused = self.device.type in _FUSED_ADAMW_DEVICES and not (mixed and clipping)
-        elif fused and mixed and clipping:
-            raise InputError(
-                "model.fused_adamw: true cannot be combined with mixed precision and gradient clipping "
-                "(trainer.gradient_clip_val): Lightning does not clip the gradients of fused optimizers under AMP. "
-                "Leave model.fused_adamw unset."
-            )
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=hp.learning_rate,
-            betas=tuple(hp.adam_betas),
-            eps=hp.adam_epsilon,
-            fused=fused or None,
+        return adamw_with_schedule(self)
+
+
+def check_scheduler_type(name: str) -> None:
+    if name not in {t.value for t in SchedulerType}:
+        names = ", ".join(t.value for t in SchedulerType)
+        raise InputError(f"model.lr_scheduler_type: '{name}' is not one of {names}.")
+
+
+def adamw_with_schedule(module: LightningModule) -> dict[str, Any]:
+    """AdamW and a per-step schedule from the module's hyperparameters (learning_rate, adam_betas, adam_epsilon,
+    weight_decay, lr_scheduler_type, warmup_steps, warmup_ratio, fused_adamw): shared by fine-tuning and
+    pretraining, so both follow the seed recipe's optimizer."""
+    hp = module.hparams
+    decay, no_decay = [], []
+    for name, param in module.named_parameters():
+        if param.requires_grad:
+            # By name, not by shape: FSDP hands over flattened (1-D) parameters.
+            (no_decay if _never_decays(name) else decay).append(param)
+    # Lightning refuses to clip the gradients of a fused optimizer under mixed precision (its AMP plugin
+    # assumes such an optimizer unscales gradients itself), so "auto" leaves fused off in that case.
+    trainer = module.trainer
+    clipping = bool(trainer.gradient_clip_val)
+    mixed = isinstance(trainer.precision_plugin, MixedPrecision)
+    fused = hp.fused_adamw
+    if fused is None:
+        fused = module.device.type in _FUSED_ADAMW_DEVICES and not (mixed and clipping)
+    elif fused and mixed and clipping:
+        raise InputError(
+            "model.fused_adamw: true cannot be combined with mixed precision and gradient clipping "
+            "(trainer.gradient_clip_val): Lightning does not clip the gradients of fused optimizers under AMP. "
+            "Leave model.fused_adamw unset."
         )
-        total = self.trainer.estimated_stepping_batches
-        warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
-        scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-        # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hp.learning_rate,
+        betas=tuple(hp.adam_betas),
+        eps=hp.adam_epsilon,
+        fused=fused or None,
+    )
+    total = trainer.estimated_stepping_batches
+    warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
+    scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
+    # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
 
 def _never_decays(name: str) -> bool:
@@ -265,19 +283,47 @@ def build_albert(
     """Load pretrained ALBERT weights, or build a fresh ALBERT from a config (file or inline values)."""
     labels = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
     if pretrained:
-        try:
-            model = AlbertForSequenceClassification.from_pretrained(pretrained, **labels)
-        except OSError as e:
-            raise InputError(
-                f"model.pretrained: cannot load '{pretrained}' ({str(e).splitlines()[0]}). Give a local folder with "
-                "config.json and weights, a hub name (needs the network), or use model.config to build from scratch."
-            ) from None
-        if vocab_size is not None and vocab_size > model.config.vocab_size:
-            raise InputError(
-                f"the tokenizer has {vocab_size} pieces but '{pretrained}' has embeddings for "
-                f"{model.config.vocab_size}: use the model's own tokenizer (data.tokenizer: {pretrained})."
-            )
-        return model
+        return load_pretrained(AlbertForSequenceClassification, pretrained, vocab_size, **labels)
+    return AlbertForSequenceClassification(albert_config(config, vocab_size, **labels))
+
+
+def load_pretrained(cls: type[PreTrainedModel], pretrained: str, vocab_size: int | None, **settings) -> PreTrainedModel:
+    """`cls.from_pretrained`, refusing a source that lacks encoder weights: only task heads may start fresh.
+
+    The pooler is the one exception: it is trained by sentence-order prediction, so an export of masked-language
+    pretraining alone has none, and a classifier starts it fresh (as it does its head); that is said, not hidden.
+    """
+    try:
+        model, info = cls.from_pretrained(pretrained, output_loading_info=True, **settings)
+    except OSError as e:
+        raise InputError(
+            f"model.pretrained: cannot load '{pretrained}' ({str(e).splitlines()[0]}). Give a local folder with "
+            "config.json and weights, a hub name (needs the network), or use model.config to build from scratch."
+        ) from None
+    # from_pretrained returns the model in eval mode, and Lightning 2.6 keeps each submodule's mode when training
+    # starts: without this, dropout would stay off for the whole fit.
+    model.train()
+    encoder = f"{model.base_model_prefix}."
+    fresh = sorted(k for k in info["missing_keys"] if k.startswith(encoder))
+    missing = [k for k in fresh if not k.startswith(f"{encoder}pooler.")]
+    if missing:
+        raise InputError(
+            f"model.pretrained: '{pretrained}' lacks {len(missing)} encoder weight(s) the model needs "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); they would start random. "
+            "Give a folder written by save_pretrained of an ALBERT model (fit's or pretrain's hf_model)."
+        )
+    if fresh:
+        rank_zero_info(f"'{pretrained}' has no pooler (pretrained without sentence-order prediction): it starts fresh.")
+    if vocab_size is not None and vocab_size > model.config.vocab_size:
+        raise InputError(
+            f"the tokenizer has {vocab_size} pieces but '{pretrained}' has embeddings for "
+            f"{model.config.vocab_size}: use the model's own tokenizer (data.tokenizer: {pretrained})."
+        )
+    return model
+
+
+def albert_config(config: str | dict[str, Any] | None, vocab_size: int | None, **settings) -> AlbertConfig:
+    """An AlbertConfig from a JSON file or inline values; `vocab_size` (the tokenizer's) and `settings` win."""
     if config is None:
         raise InputError(
             "the model needs model.pretrained (a hub name or folder, e.g. albert-base-v2) or model.config "
@@ -287,10 +333,9 @@ def build_albert(
     if vocab_size is not None:
         values["vocab_size"] = vocab_size
     try:
-        albert_config = AlbertConfig(**{**values, **labels})
+        return AlbertConfig(**{**values, **settings})
     except (TypeError, ValueError) as e:
         raise InputError(f"model.config: {e}") from None
-    return AlbertForSequenceClassification(albert_config)
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

@@ -1,0 +1,168 @@
+"""`pretrain`: the masks it draws (checked on real texts), and that `fit` starts from every encoder weight it
+exports, with its tokenizer."""
+
+import json
+
+import pytest
+import torch
+from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, REPO, TINY_ALBERT, only_run, read_csv
+from safetensors.torch import load_file, save_file
+from transformers import AlbertConfig, AlbertForMaskedLM
+
+from lightning_albert.cli import AlbertCLI, main
+from lightning_albert.errors import InputError
+from lightning_albert.masking import IGNORE, PretrainingCollator
+from lightning_albert.model import AlbertClassifier
+from lightning_albert.tokenizer import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer(str(ALBERT_BASE_TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def texts(shared_data, tokenizer) -> list[dict]:
+    """400 phrasebank texts as the data module hands them to the collator: ids without special tokens."""
+    rows = read_csv(PHRASEBANK / "train.csv")[:400]
+    ids = tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"]
+    return [{"input_ids": torch.tensor(x).numpy(), "row": i} for i, x in enumerate(ids)]
+
+
+def masked_batches(tokenizer, texts, rate: float, seed: int = 0, sentence_order: bool = False) -> list[dict]:
+    collator = PretrainingCollator(tokenizer, rate, sentence_order, seed)
+    return [collator(texts[i : i + 32]) for i in range(0, len(texts), 32)]
+
+
+def counts(tokenizer, batches) -> dict[str, int]:
+    special = torch.tensor(tokenizer.all_special_ids)
+    total = dict.fromkeys(("maskable", "labelled", "mask", "kept", "random", "ngrams", "special_labelled"), 0)
+    for b in batches:
+        labelled = b["labels"] != IGNORE
+        original = torch.where(labelled, b["labels"], b["input_ids"])
+        is_special = torch.isin(original, special) | (b["attention_mask"] == 0)
+        total["maskable"] += int((~is_special).sum())
+        total["labelled"] += int(labelled.sum())
+        total["special_labelled"] += int((labelled & is_special).sum())
+        inputs = b["input_ids"][labelled]
+        total["mask"] += int((inputs == tokenizer.mask_token_id).sum())
+        total["kept"] += int((inputs == b["labels"][labelled]).sum())
+        total["random"] += int(((inputs != tokenizer.mask_token_id) & (inputs != b["labels"][labelled])).sum())
+        total["ngrams"] += int((labelled[:, 1:] & labelled[:, :-1]).sum())  # neighbours both labelled
+        assert not (b["input_ids"] == tokenizer.mask_token_id)[~labelled].any()  # [MASK] only where predicted
+    return total
+
+
+@pytest.mark.parametrize("rate", [0.15, 0.3])
+def test_masks_only_maskable_tokens_at_the_configured_rate_in_spans(tokenizer, texts, rate):
+    total = counts(tokenizer, masked_batches(tokenizer, texts, rate))
+    assert total["maskable"] > 5000
+    assert total["special_labelled"] == 0  # [CLS], [SEP] and <pad> never masked nor labelled
+    assert abs(total["labelled"] / total["maskable"] - rate) < 0.01
+    assert total["ngrams"] > 0.2 * total["labelled"]  # spans, not only single tokens
+    labelled = total["labelled"]
+    assert abs(total["mask"] / labelled - 0.8) < 0.03
+    assert abs(total["kept"] / labelled - 0.1) < 0.03
+    assert abs(total["random"] / labelled - 0.1) < 0.03
+
+
+def test_same_seed_same_masks(tokenizer, texts):
+    first, again, other = (masked_batches(tokenizer, texts[:64], 0.15, seed) for seed in (1, 1, 2))
+    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(first, again))
+    assert not all(torch.equal(a["labels"], b["labels"]) for a, b in zip(first, other))
+
+
+def test_sentence_order_pairs_are_swapped_half_the_time(tokenizer, texts):
+    batches = masked_batches(tokenizer, texts, 0.15, sentence_order=True)
+    order = torch.cat([b["sentence_order_label"] for b in batches])
+    assert set(order.tolist()) <= {0, 1} and abs(order.float().mean().item() - 0.5) < 0.1
+    for b in batches:
+        seps = (b["input_ids"] == tokenizer.sep_token_id) | (b["labels"] == tokenizer.sep_token_id)
+        assert (seps.sum(1) == 2).all()  # [CLS] A [SEP] B [SEP]
+        # Segment B (type 1) starts right after the first [SEP] and ends with the second.
+        first_sep = seps.int().argmax(1)
+        assert (b["token_type_ids"].argmax(1) == first_sep + 1).all()
+
+
+def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path, capsys, shared_data):
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(r["text"] for r in read_csv(PHRASEBANK / "train.csv")[:300]) + "\n")
+    main(["pretrain", "--config", str(REPO / "configs" / "pretrain.yaml"), "--data.text_file", str(texts),
+          "--model.config", json.dumps(TINY_ALBERT), "--data.sentence_order", "true",
+          "--data.tokenizer_vocab_size", "1000", "--trainer.max_epochs", "1",
+          "--trainer.default_root_dir", str(tmp_path / "pretrain")])  # fmt: skip
+    run = only_run(tmp_path / "pretrain")
+    export = run / "hf_model"
+    assert f"--model.pretrained {export}" in capsys.readouterr().out
+    logged = [row for row in read_csv(run / "metrics.csv") if row["val_loss"]]
+    assert logged and logged[0]["val_mlm_accuracy"] and logged[0]["val_sop_accuracy"]
+    (best,) = run.glob("checkpoints/best-*.ckpt")
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    best_weights = torch.load(best, weights_only=True)["state_dict"]
+    for key, value in load_file(export / "model.safetensors").items():  # the export is the best checkpoint
+        assert torch.equal(best_weights[f"model.{key}"], value), key
+
+    fit = ["fit", "--config", str(REPO / "configs" / "quickstart.yaml"), "--model.pretrained", str(export),
+           "--model.config", "null", "--data.train_file", str(PHRASEBANK / "train.csv"),
+           "--data.validation_file", str(PHRASEBANK / "validation.csv"), "--data.test_file", "null",
+           "--data.predict_file", "null", "--data.max_train_samples", "64", "--data.max_eval_samples", "64",
+           "--trainer.max_epochs", "1", "--trainer.default_root_dir", str(tmp_path / "fit")]  # fmt: skip
+    # The model and data exactly as fit builds them, before any training step (run=False takes no subcommand).
+    cli = AlbertCLI(args=fit[1:], run=False)
+    assert cli.datamodule.tokenizer.get_vocab() == load_tokenizer(str(export)).get_vocab()
+    assert_same_encoder(cli.model, export, new=set())
+    main(fit)  # and fit runs from it
+    assert only_run(tmp_path / "fit").joinpath("checkpoints", "last.ckpt").is_file()
+
+
+def assert_same_encoder(model: AlbertClassifier, export, new: set[str]) -> None:
+    """Every encoder (`albert.`) tensor of the classifier is the export's; only `new` ones are not in it."""
+    saved = {k: v for k, v in load_file(export / "model.safetensors").items() if k.startswith("albert.")}
+    encoder = {k: v for k, v in model.model.state_dict().items() if k.startswith("albert.")}
+    assert set(encoder) - set(saved) == new and set(saved) <= set(encoder)
+    for key, value in saved.items():
+        assert torch.equal(encoder[key], value), key
+
+
+def tiny_mlm_export(folder, vocab_size: int = 100):
+    AlbertForMaskedLM(AlbertConfig(vocab_size=vocab_size, **TINY_ALBERT)).save_pretrained(folder)
+    return folder
+
+
+def test_a_masked_language_export_lacks_only_the_pooler(tmp_path):
+    """Pretraining without sentence order trains no pooler: the classifier starts it fresh, and nothing else."""
+    export = tiny_mlm_export(tmp_path)
+    assert_same_encoder(AlbertClassifier(pretrained=str(export), num_labels=3), export, new={
+        "albert.pooler.weight", "albert.pooler.bias",
+    })  # fmt: skip
+
+
+def test_an_export_missing_an_encoder_weight_is_refused(tmp_path):
+    export = tiny_mlm_export(tmp_path)
+    weights = load_file(export / "model.safetensors")
+    dropped = next(k for k in weights if "attention.query.weight" in k)
+    del weights[dropped]
+    save_file(weights, export / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(InputError, match=dropped.replace(".", r"\.")):
+        AlbertClassifier(pretrained=str(export), num_labels=3)
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "fragment"),
+    [
+        ({}, ["--data.text_file", "missing.txt"], "missing.txt: no such file"),
+        ({"empty.txt": "\n\n"}, ["--data.text_file", "empty.txt"], "has 0 non-empty text(s)"),
+        ({"t.csv": "sentence\nhello\n"}, ["--data.text_file", "t.csv"], "no column 'text'"),
+    ],
+    ids=["missing-file", "empty-text", "unknown-column"],
+)
+def test_a_bad_input_gets_one_line_and_exit_2(tmp_path, capsys, monkeypatch, files, args, fragment):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pretrain", "--config", str(REPO / "configs" / "pretrain.yaml"), *args])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert len(errors) == 1 and fragment in errors[0], err
