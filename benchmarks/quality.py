@@ -1,33 +1,39 @@
 """Does the offline default beat a bag-of-words baseline? Test scores on each shared data set, over seeds.
 
-    python benchmarks/quality.py                                    # 3 data sets x seeds 1 2 3
+    python benchmarks/quality.py --jobs 2 --threads 1               # 3 data sets x seeds 1 2 3, two at a time
     python benchmarks/quality.py --datasets sst5 --seeds 1 --output /tmp/quality.md
 
 Each run is what README tells a user to type: `pretrain` on the training texts (configs/pretrain.yaml), then
 `fit --config configs/offline.yaml --model.pretrained <its export>`, with the data files on the command line.
 The recipe is chosen on validation; the test split is scored once, by the best checkpoint, at the end of fit.
 Every fit also fits the TF-IDF + logistic-regression baseline on the same training split (baseline.py), so
-both rows come from the same report.json. CPU time is user + system seconds of the child processes, which on
-this 2-core machine is about twice the wall time of a run that keeps both cores busy.
+both rows come from the same report.json. CPU time is user + system seconds of a run's processes, counted in
+the worker that waited for them, so it holds also with `--jobs 2` (two runs at once, e.g. one thread each).
 """
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+from lightning_albert.history import read_run
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
 DATASETS = ("financial_phrasebank_allagree", "tweeteval_emotion", "sst5")
 
 
-def cli(*args: str) -> None:
-    result = subprocess.run([sys.executable, "-m", "lightning_albert", *args], cwd=REPO, capture_output=True, text=True)
+def cli(*args: str, threads: int | None = None) -> None:
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)} if threads else None
+    command = [sys.executable, "-m", "lightning_albert", *args]
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     if result.returncode:
         raise SystemExit(f"python -m lightning_albert {' '.join(args)}\nfailed:\n{result.stderr[-3000:]}")
 
@@ -37,7 +43,7 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(dataset: str, seed: int, work: Path, pretrain: bool) -> dict:
+def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None) -> dict:
     """One seed on one data set: the report.json figures of ALBERT and of the baseline, and the CPU spent."""
     files = DATA / dataset
     started, wall = cpu_seconds(), time.perf_counter()
@@ -46,6 +52,7 @@ def run(dataset: str, seed: int, work: Path, pretrain: bool) -> dict:
         cli(
             "pretrain", "--config", "configs/pretrain.yaml", "--seed_everything", str(seed),
             "--data.train_file", str(files / "train.csv"), "--trainer.default_root_dir", str(work / "pretrain"),
+            "--trainer.enable_progress_bar", "false", threads=threads,
         )  # fmt: skip
         (export,) = (work / "pretrain").glob("lightning_logs/version_*/hf_model")
         extra = ["--model.pretrained", str(export)]
@@ -54,13 +61,15 @@ def run(dataset: str, seed: int, work: Path, pretrain: bool) -> dict:
         "fit", "--config", "configs/offline.yaml", "--seed_everything", str(seed),
         "--data.train_file", str(files / "train.csv"), "--data.validation_file", str(files / "validation.csv"),
         "--data.test_file", str(files / "test.csv"), "--trainer.default_root_dir", str(work / "fit"),
-        "--trainer.enable_progress_bar", "false", *extra,
+        "--trainer.enable_progress_bar", "false", *extra, threads=threads,
     )  # fmt: skip
-    (report,) = (work / "fit").glob("lightning_logs/version_*/report.json")
-    report = json.loads(report.read_text())
+    (folder,) = (work / "fit").glob("lightning_logs/version_*")
+    report = json.loads((folder / "report.json").read_text())
     return {
         "dataset": dataset,
         "seed": seed,
+        "albert_validation": read_run(folder).best.metrics,
+        "baseline_validation": report["baseline"]["validation"]["metrics"],
         "albert": report["test"]["metrics"],
         "baseline": report["baseline"]["test"]["metrics"],
         "baseline_fit_seconds": report["baseline"]["fit_seconds"],
@@ -105,15 +114,20 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--no_pretrain", action="store_true", help="fit configs/offline.yaml from scratch")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="runs at once, each in its own process (CPU time is counted per run)"
+    )
+    parser.add_argument("--threads", type=int, help="torch threads per run (OMP_NUM_THREADS); default torch's")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
     args = parser.parse_args()
-    results = []
-    with tempfile.TemporaryDirectory() as work:
-        for dataset in args.datasets:
-            for seed in args.seeds:
-                result = run(dataset, seed, Path(work) / f"{dataset}-{seed}", pretrain=not args.no_pretrain)
-                results.append(result)
-                print(json.dumps(result), flush=True)
+    jobs = [(d, s) for d in args.datasets for s in args.seeds]
+    with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(args.jobs) as pool:
+        pretrain = not args.no_pretrain
+        futures = [pool.submit(run, d, s, Path(work) / f"{d}-{s}", pretrain, args.threads) for d, s in jobs]
+        results = []
+        for future in futures:  # in submission order, so the table's rows are in the order asked
+            results.append(future.result())
+            print(json.dumps(results[-1]), flush=True)
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     text = (
         f"Test scores, mean (min-max) over seeds {', '.join(map(str, args.seeds))}; "
