@@ -31,6 +31,12 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
         said = verdict(run)
         if said:
             lines.append(said)
+        if said and "did not beat" in said and not (run.config.get("model") or {}).get("pretrained"):
+            lines.append(
+                "  From scratch on a few thousand texts that is common; pretraining on them first usually closes the "
+                "gap:\n  python -m lightning_albert pretrain --config configs/pretrain.yaml --data.train_file <train> "
+                "(README: Offline quality)"
+            )
     else:
         lines.append("No validation ran, so there is no best checkpoint.")
     lines.append(f"Run folder: {folder}")

@@ -56,5 +56,7 @@ def test_card_and_summary_show_the_baseline_beside_the_best_checkpoint_and_say_w
     verdict = next(line for line in console.splitlines() if line.startswith("ALBERT "))
     assert outcome in verdict and f"macro-F1 {ours['f1']:.4f} vs {baseline['f1']:.4f}" in verdict
     assert verdict in top
+    # A from-scratch model that lost is pointed to pretraining; one that won is not.
+    assert ("python -m lightning_albert pretrain --config configs/pretrain.yaml" in console) == lost
     line = next(line for line in console.splitlines() if line.strip().startswith("TF-IDF + LR test"))
     assert line.split()[4:] == [f"{run.baseline['test']['loss']:.4f}", *(f"{baseline[m]:.4f}" for m in METRICS)]
