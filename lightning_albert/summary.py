@@ -33,9 +33,9 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
             lines.append(said)
         if said and "did not beat" in said and not (run.config.get("model") or {}).get("pretrained"):
             lines.append(
-                "  From scratch on a few thousand texts that is common; pretraining on them first usually closes the "
-                "gap:\n  python -m lightning_albert pretrain --config configs/pretrain.yaml --data.train_file <train> "
-                "(README: Offline quality)"
+                "  Common from scratch on a few thousand texts. Pretraining on the same texts first helps (README: "
+                "Offline quality):\n  python -m lightning_albert pretrain --config configs/pretrain.yaml "
+                "--data.train_file <train>"
             )
     else:
         lines.append("No validation ran, so there is no best checkpoint.")
