@@ -33,7 +33,7 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
             lines.append(said)
         if said and "did not beat" in said and not (run.config.get("model") or {}).get("pretrained"):
             lines.append(
-                "  Common from scratch on a few thousand texts. Pretraining on the same texts first helps (README: "
+                "  Common from scratch on a few thousand texts. Pretraining on the same texts first can help (README: "
                 "Offline quality):\n  python -m lightning_albert pretrain --config configs/pretrain.yaml "
                 "--data.train_file <train>"
             )
