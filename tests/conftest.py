@@ -9,6 +9,14 @@ from pathlib import Path
 
 import pytest
 
+# Under pytest-xdist (README's test command runs two workers), the cores are split between the workers, and the
+# CLI processes a test starts inherit the share: torch's default of one thread per core in every worker would
+# oversubscribe the cores, and OpenMP threads spin waiting on each other. Only the speed changes, not a result.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_threads))
+    os.environ.setdefault("MKL_NUM_THREADS", str(_threads))
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 DATA = SHARED / "data"
