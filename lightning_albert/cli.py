@@ -243,8 +243,11 @@ class AlbertCLI(LightningCLI):
             trainer = super().instantiate_trainer(**kwargs)
         except (ValueError, MisconfigurationException) as e:
             # Lightning checks the trainer settings as it builds the Trainer (a strategy the accelerator cannot
-            # run, such as FSDP on a CPU): its message is the user's to act on, without the traceback.
-            raise InputError(f"trainer: {str(e).strip()}") from None
+            # run, such as FSDP on a CPU): its message is the user's to act on, without the traceback. A
+            # ValueError from elsewhere (our callbacks, torch) is a defect, and keeps its traceback.
+            if not isinstance(e, MisconfigurationException) and not _raised_by_lightning(e):
+                raise
+            raise InputError(f"trainer: {str(e).strip()}") from e
         if every_steps is not None:
             # Last, so `trainer.checkpoint_callback` (the first ModelCheckpoint) stays the one that keeps the best.
             trainer.callbacks = [c for c in trainer.callbacks if c is not every_steps] + [every_steps]
@@ -362,3 +365,11 @@ def _input_error(e: BaseException | None) -> InputError | TrainingError | None:
             return e
         e = e.__cause__ or e.__context__
     return None
+
+
+def _raised_by_lightning(error: BaseException) -> bool:
+    """Whether the innermost frame of `error`'s traceback is in Lightning's own code (a check of its settings)."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}lightning{os.sep}" in tb.tb_frame.f_code.co_filename

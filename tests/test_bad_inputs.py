@@ -200,3 +200,22 @@ def test_predictions_keep_empty_rows_in_order_and_unicode_unchanged(fitted, tmp_
     assert [r["uid"] for r in rows] == [f"id-{i}" for i in range(len(texts))]
     assert [r["row"] for r in rows] == [str(i) for i in range(len(texts))]
     assert all(r["label"] in {"negative", "neutral", "positive"} for r in rows)
+
+
+def test_only_lightnings_own_setting_checks_become_one_line_errors():
+    """`instantiate_trainer` turns Lightning's refusal of a trainer setting into `error: trainer: ...`; a
+    ValueError raised anywhere else while the Trainer is built is a defect and must keep its traceback."""
+    from lightning.pytorch import Trainer
+
+    from lightning_albert.cli import _raised_by_lightning
+
+    with pytest.raises(ValueError) as lightning_check:
+        Trainer(precision="bogus", logger=False)
+    assert _raised_by_lightning(lightning_check.value)
+
+    def our_callback_fails():
+        raise ValueError("a bug of ours")
+
+    with pytest.raises(ValueError) as ours:
+        our_callback_fails()
+    assert not _raised_by_lightning(ours.value)
