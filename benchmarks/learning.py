@@ -2,6 +2,7 @@
 
     python benchmarks/learning.py                      # 3 seeds x 2 configs, tiny ALBERT, 5 epochs
     python benchmarks/learning.py --seeds 1 2 3 --epochs 10 --jobs 2 --threads 1   # two fits at a time
+    python benchmarks/learning.py --variant "window8=--data.group_by_length_window 8" --rows window8   # ablation
 
 Both rows run through the CLI with the shipped configs (configs/albert-base-v2.yaml, configs/fast.yaml), made
 offline the same way: a tiny ALBERT from a config (albert-base-v2 would take hours on a CPU), the shared
@@ -14,6 +15,7 @@ import argparse
 import csv
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -36,8 +38,8 @@ TINY = {
 CONFIGS = {"seed-faithful": "configs/albert-base-v2.yaml", "fast": "configs/fast.yaml"}
 
 
-def run(config: str, seed: int, epochs: int, root: Path, threads: int | None) -> tuple[float, float]:
-    """Best validation macro-F1 of one fit, and its wall time in seconds."""
+def run(config: str, extra: list[str], seed: int, epochs: int, root: Path, threads: int | None) -> tuple[float, float]:
+    """Best validation macro-F1 of one fit (`extra` CLI arguments after the config's), and its wall time in s."""
     command = [
         sys.executable, "-m", "lightning_albert", "fit", "--config", config,
         "--seed_everything", str(seed),
@@ -46,7 +48,7 @@ def run(config: str, seed: int, epochs: int, root: Path, threads: int | None) ->
         "--data.tokenizer", str(SHARED / "assets" / "albert-base-v2-tokenizer"),
         "--data.train_file", str(DATA / "train.csv"), "--data.validation_file", str(DATA / "validation.csv"),
         "--data.test_file", "null", "--trainer.max_epochs", str(epochs),
-        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
+        "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root), *extra,
     ]  # fmt: skip
     start = time.perf_counter()
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if threads else {}))
@@ -69,16 +71,32 @@ def main() -> None:
         help="Fits run at the same time (tiny models use cores best as several one-thread processes).",
     )
     parser.add_argument("--threads", type=int, help="torch threads per fit (default: torch's own choice).")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME=ARGS",
+        help='A further row: fast.yaml with these CLI arguments after it, e.g. "w8=--data.group_by_length_window 8".',
+    )
+    parser.add_argument("--rows", nargs="+", help="Rows to run, by name (default: all).")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learning.md")
     args = parser.parse_args()
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in CONFIGS}
-    runs = [(seed, name, config) for seed in args.seeds for name, config in CONFIGS.items()]  # interleaved
+    rows = {name: (config, []) for name, config in CONFIGS.items()}
+    for variant in args.variant:
+        name, _, extra = variant.partition("=")
+        rows[name] = (CONFIGS["fast"], shlex.split(extra))
+    unknown = set(args.rows or []) - set(rows)
+    if unknown:
+        parser.error(f"unknown row(s) {', '.join(sorted(unknown))}; defined: {', '.join(rows)}")
+    rows = {name: row for name, row in rows.items() if not args.rows or name in args.rows}
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
+    runs = [(seed, name) for seed in args.seeds for name in rows]  # interleaved
     with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
         futures = [
-            pool.submit(run, config, seed, args.epochs, Path(work) / f"{name}-{seed}", args.threads)
-            for seed, name, config in runs
+            pool.submit(run, *rows[name], seed, args.epochs, Path(work) / f"{name}-{seed}", args.threads)
+            for seed, name in runs
         ]
-        for (seed, name, _), future in zip(runs, futures):
+        for (seed, name), future in zip(runs, futures):
             f1, seconds = future.result()
             results[name].append((f1, seconds))
             print(f"{name:14s} seed {seed}: best val macro-F1 {f1:.4f} in {seconds:.0f} s", flush=True)
@@ -90,12 +108,16 @@ def main() -> None:
         "| config | " + " | ".join(f"seed {s}" for s in args.seeds) + " | mean | wall s (mean) |",
         "|---|" + "---:|" * (len(args.seeds) + 2),
     ]
-    for name, rows in results.items():
-        f1s = [f for f, _ in rows]
+    for name, scores in results.items():
+        f1s = [f for f, _ in scores]
         cells = " | ".join(f"{f:.4f}" for f in f1s)
-        lines.append(f"| {name} | {cells} | {statistics.mean(f1s):.4f} | {statistics.mean(s for _, s in rows):.0f} |")
-    gap = statistics.mean(f for f, _ in results["fast"]) - statistics.mean(f for f, _ in results["seed-faithful"])
-    lines += ["", f"fast - seed-faithful, mean best macro-F1: {gap:+.4f} (target: within 0.01)"]
+        lines.append(f"| {name} | {cells} | {statistics.mean(f1s):.4f} | {statistics.mean(s for _, s in scores):.0f} |")
+    lines += ["", *(f"`{name}`: {' '.join(extra)}" for name, (_, extra) in rows.items() if extra)]
+    if "seed-faithful" in results:
+        base = statistics.mean(f for f, _ in results["seed-faithful"])
+        for name in [n for n in results if n != "seed-faithful"]:
+            gap = statistics.mean(f for f, _ in results[name]) - base
+            lines.append(f"{name} - seed-faithful, mean best macro-F1: {gap:+.4f} (target: within 0.01)")
     text = "\n".join(lines) + "\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -92,6 +92,7 @@ class TextClassificationDataModule(LightningDataModule):
         batch_size: int = 8,
         eval_batch_size: int = 8,
         group_by_length: bool = False,
+        group_by_length_window: int = 50,
         sort_eval_by_length: bool = True,
         seed: int | None = None,
         num_workers: int = 0,
@@ -141,6 +142,9 @@ class TextClassificationDataModule(LightningDataModule):
             group_by_length: Train on batches of texts of similar length (as the HF Trainer's group_by_length):
                 far less padding, so much faster, but it changes which texts share a batch, so the seed recipe
                 keeps it off. Still shuffled every epoch.
+            group_by_length_window: With group_by_length, texts are sorted by length within windows of this many
+                batches of each epoch's random permutation (the HF Trainer's mega_batch_mult, 50 there too).
+                Wider windows pad less; narrower ones mix more kinds of text into each batch.
             sort_eval_by_length: Evaluate and predict in batches sorted by length (less padding); outputs keep
                 the input order and metrics do not depend on the order.
             seed: Seed of the training order (epoch e uses seed + e). Linked from seed_everything.
@@ -178,6 +182,7 @@ class TextClassificationDataModule(LightningDataModule):
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
         self.group_by_length = group_by_length
+        self.group_by_length_window = group_by_length_window
         self.sort_eval_by_length = sort_eval_by_length
         self.seed = seed
         self.num_workers = num_workers
@@ -223,6 +228,10 @@ class TextClassificationDataModule(LightningDataModule):
         for key in ("batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise InputError(f"data.{key} must be at least 1.")
+        if self.group_by_length_window < 1:
+            raise InputError(
+                f"data.group_by_length_window must be at least 1 batch, got {self.group_by_length_window}."
+            )
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise InputError(f"data.pad_to_multiple_of must be at least 1, got {self.pad_to_multiple_of}.")
 
@@ -439,7 +448,13 @@ class TextClassificationDataModule(LightningDataModule):
         world, rank = self._processes()
         seed = self.seed if self.seed is not None else torch.initial_seed() % 2**31
         sampler = TrainBatchSampler(
-            split.lengths, self.batch_size, self.group_by_length, seed=seed, num_replicas=world, rank=rank
+            split.lengths,
+            self.batch_size,
+            self.group_by_length,
+            seed=seed,
+            num_replicas=world,
+            rank=rank,
+            mega_batch_mult=self.group_by_length_window,
         )
         return StatefulDataLoader(split, batch_sampler=sampler, **self._loader_options())
 

@@ -202,20 +202,22 @@ def test_predictions_keep_empty_rows_in_order_and_unicode_unchanged(fitted, tmp_
     assert all(r["label"] in {"negative", "neutral", "positive"} for r in rows)
 
 
-def test_only_lightnings_own_setting_checks_become_one_line_errors():
+def test_only_lightnings_own_setting_checks_become_one_line_errors(tmp_path, capsys, monkeypatch):
     """`instantiate_trainer` turns Lightning's refusal of a trainer setting into `error: trainer: ...`; a
     ValueError raised anywhere else while the Trainer is built is a defect and must keep its traceback."""
     from lightning.pytorch import Trainer
+    from lightning.pytorch.cli import LightningCLI
 
-    from lightning_albert.cli import _raised_by_lightning
+    _write(tmp_path, {})
+    # What LightningCLI does inside our instantiate_trainer, replaced by each kind of failure in turn.
+    monkeypatch.setattr(LightningCLI, "instantiate_trainer", lambda self, **_: Trainer(precision="bogus"))
+    code, err = run_main(fit_args(tmp_path), capsys)
+    assert_clear_error(code, err, ["trainer:", "bogus"])
 
-    with pytest.raises(ValueError) as lightning_check:
-        Trainer(precision="bogus", logger=False)
-    assert _raised_by_lightning(lightning_check.value)
-
-    def our_callback_fails():
+    def a_bug_of_ours(self, **_):
         raise ValueError("a bug of ours")
 
-    with pytest.raises(ValueError) as ours:
-        our_callback_fails()
-    assert not _raised_by_lightning(ours.value)
+    monkeypatch.setattr(LightningCLI, "instantiate_trainer", a_bug_of_ours)
+    with pytest.raises(ValueError, match="a bug of ours") as ours:
+        main(fit_args(tmp_path))
+    assert ours.type is ValueError and ours.value.__cause__ is None  # not wrapped, not turned into an InputError

@@ -128,3 +128,21 @@ def test_options_are_checked_when_built():
         TextClassificationDataModule(text_pair_column="text")
     with pytest.raises(InputError, match="data.batch_size"):
         TextClassificationDataModule(batch_size=0)
+
+
+def test_the_grouping_window_reaches_the_training_order(shared_data):
+    """group_by_length_window is the sampler's window: one batch wide, the batches are the random ones."""
+
+    def batches(**kwargs) -> list[list[int]]:
+        data = TextClassificationDataModule(
+            train_file=str(PHRASEBANK / "train.csv"), validation_file=str(PHRASEBANK / "validation.csv"),
+            tokenizer=str(ALBERT_BASE_TOKENIZER), max_train_samples=200, seed=5, **kwargs,
+        )  # fmt: skip
+        data.setup("fit")
+        return [sorted(b["row"].tolist()) for b in data.train_dataloader()]
+
+    random_batches = batches()
+    assert sorted(batches(group_by_length=True, group_by_length_window=1)) == sorted(random_batches)
+    assert sorted(batches(group_by_length=True)) != sorted(random_batches)
+    with pytest.raises(InputError, match="data.group_by_length_window"):
+        TextClassificationDataModule(train_file=str(PHRASEBANK / "train.csv"), group_by_length_window=0)

@@ -118,6 +118,19 @@ def test_length_grouping_pads_far_less_than_random_batches_on_real_texts():
     assert grouped_share < random_share / 5  # measured 0.03
 
 
+def test_the_grouping_window_trades_padding_for_mixing():
+    """A window of one batch only sorts within each random batch; wider windows pad less and less."""
+    lengths = phrasebank_lengths()
+    random_batches = list(TrainBatchSampler(lengths, 8, seed=3))
+    one = list(TrainBatchSampler(lengths, 8, group_by_length=True, seed=3, mega_batch_mult=1))
+    assert sorted(map(sorted, one)) == sorted(map(sorted, random_batches))  # the same batches, reordered
+    shares = [
+        padded_share(list(TrainBatchSampler(lengths, 8, group_by_length=True, seed=3, mega_batch_mult=m)), lengths)
+        for m in (1, 4, 16, 50)
+    ]
+    assert shares == sorted(shares, reverse=True) and shares[0] > 2 * shares[-1], shares
+
+
 def test_length_grouped_batches_start_with_the_longest_and_are_shuffled():
     lengths = phrasebank_lengths()
     for e in range(3):
