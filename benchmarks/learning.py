@@ -38,13 +38,15 @@ TINY = {
 CONFIGS = {"seed-faithful": "configs/albert-base-v2.yaml", "fast": "configs/fast.yaml"}
 
 
-def run(config: str, extra: list[str], seed: int, epochs: int, root: Path, threads: int | None) -> tuple[float, float]:
+def run(
+    config: str, extra: list[str], seed: int, epochs: int, lr: float, root: Path, threads: int | None
+) -> tuple[float, float]:
     """Best validation macro-F1 of one fit (`extra` CLI arguments after the config's), and its wall time in s."""
     command = [
         sys.executable, "-m", "lightning_albert", "fit", "--config", config,
         "--seed_everything", str(seed),
         "--model.pretrained", "null", "--model.config", json.dumps(TINY),
-        "--model.learning_rate", "1e-3", "--model.warmup_ratio", "0.1",
+        "--model.learning_rate", str(lr), "--model.warmup_ratio", "0.1",
         "--data.tokenizer", str(SHARED / "assets" / "albert-base-v2-tokenizer"),
         "--data.train_file", str(DATA / "train.csv"), "--data.validation_file", str(DATA / "validation.csv"),
         "--data.test_file", "null", "--trainer.max_epochs", str(epochs),
@@ -64,6 +66,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=1e-3, help="Learning rate of every row (from scratch).")
     parser.add_argument(
         "--jobs",
         type=int,
@@ -93,7 +96,7 @@ def main() -> None:
     runs = [(seed, name) for seed in args.seeds for name in rows]  # interleaved
     with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:
         futures = [
-            pool.submit(run, *rows[name], seed, args.epochs, Path(work) / f"{name}-{seed}", args.threads)
+            pool.submit(run, *rows[name], seed, args.epochs, args.lr, Path(work) / f"{name}-{seed}", args.threads)
             for seed, name in runs
         ]
         for (seed, name), future in zip(runs, futures):
@@ -101,7 +104,8 @@ def main() -> None:
             results[name].append((f1, seconds))
             print(f"{name:14s} seed {seed}: best val macro-F1 {f1:.4f} in {seconds:.0f} s", flush=True)
     lines = [
-        f"Best validation macro-F1 on financial_phrasebank_allagree, tiny ALBERT ({args.epochs} epochs, batch 8), "
+        f"Best validation macro-F1 on financial_phrasebank_allagree, tiny ALBERT ({args.epochs} epochs, batch 8, "
+        f"lr {args.lr:g}), "
         f"seeds {', '.join(map(str, args.seeds))}; {args.jobs} fit(s) at a time, "
         f"{args.threads or 'default'} thread(s) each:",
         "",

@@ -158,20 +158,33 @@ class AlbertClassifier(LightningModule):
         self.test_confusion.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Rank 0 alone writes the file, but Lightning calls this hook on every process (each saves together), so
+        # what the other processes hold is gathered here: their random streams, and their share of the epoch's
+        # training-loss sums. A single process gathers only its own.
         # The full transformers config, so a checkpoint exports or rebuilds without the hub or a config file.
         checkpoint["albert_config"] = self.model.config.to_dict()
-        # Where the random streams stand (dropout), so a resumed fit draws what the uninterrupted one would.
-        checkpoint["rng_states"] = random_states()
+        # Where each process's random streams stand (dropout), so a resumed fit draws what the uninterrupted one
+        # would. They differ per process: dropout draws as many numbers as its input has, and batch shapes differ.
+        checkpoint["rng_states"] = _gather_objects(random_states())
+        state = checkpoint["state_dict"]
+        for key in TRAIN_LOSS_STATE:
+            if key in state:  # summed over processes; on resume, rank 0 takes them and the others start from zero
+                state[key] = self.trainer.strategy.reduce(state[key].clone(), reduce_op="sum")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "rng_states" in checkpoint and self.trainer.state.fn == "fit":
-            set_random_states(checkpoint["rng_states"])
+        fitting = self.trainer.state.fn == "fit"
+        states = checkpoint.get("rng_states")
+        if states and fitting:
+            # One per process (a dict alone in checkpoints before 2026-12): this process's own, where it has one.
+            states = states if isinstance(states, dict) else states[self.global_rank % len(states)]
+            set_random_states(states)
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-        if progress.get("is_last_batch"):
-            # Taken at the end of an epoch (after its validation): a resumed fit starts the next epoch, whose
-            # training-loss mean must not start from this epoch's sums (Lightning skips on_train_epoch_start then).
+        # Taken at the end of an epoch (after its validation), a resumed fit starts the next epoch, whose
+        # training-loss mean must not start from this epoch's sums (Lightning skips on_train_epoch_start then).
+        # Mid-epoch, the saved sums are all processes' (see on_save_checkpoint): rank 0 carries them alone.
+        if progress.get("is_last_batch") or (fitting and self.global_rank != 0):
             state = checkpoint["state_dict"]
-            for key in ("train_loss.mean_value", "train_loss.weight"):
+            for key in TRAIN_LOSS_STATE:
                 if key in state:
                     state[key] = torch.zeros_like(state[key])
 
@@ -236,6 +249,18 @@ def adamw_with_schedule(module: LightningModule) -> dict[str, Any]:
 def _never_decays(name: str) -> bool:
     """Biases and layer-norm weights (ALBERT names them LayerNorm and full_layer_layer_norm), as the HF Trainer."""
     return name.endswith("bias") or "layernorm" in name.lower().replace("_", "")
+
+
+TRAIN_LOSS_STATE = ("train_loss.mean_value", "train_loss.weight")  # the MeanMetric's sums, in the state dict
+
+
+def _gather_objects(value: Any) -> list[Any]:
+    """`value` from every process, in rank order: all processes must call it (one item without distributed)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return [value]
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
 
 
 def random_states() -> dict[str, Any]:

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHRASEBANK, REPO, logged_rows, only_run, read_csv, run_cli, tiny_model_args
+from conftest import PHRASEBANK, REPO, TINY_ALBERT, logged_rows, only_run, read_csv, run_cli
 
 DDP = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
 # num_nodes too: a run's config.yaml from a two-node fit would otherwise wait for a second node forever.
@@ -28,6 +28,8 @@ METRICS = ("accuracy", "precision", "recall", "f1", "loss")
 # DDP sums each process's metric states: counts add up exactly, but a float32 loss summed in another order can
 # differ in its last bits (seen: 6e-8 on a loss of 0.66).
 TOLERANCE = 1e-6
+# Dropout in every layer, as offline.yaml has it: its draws depend on batch shapes, so they differ per process.
+MODEL = {**TINY_ALBERT, "hidden_dropout_prob": 0.1}
 VALIDATION_ROWS, TEST_ROWS = 149, 75  # odd: the processes get 75 and 74, 38 and 37 examples
 
 
@@ -58,7 +60,7 @@ def fit_args(odd_sets: dict[str, Path], root: Path) -> list[str]:
         "--data.validation_file", str(odd_sets["validation"]), "--data.test_file", str(odd_sets["test"]),
         "--data.batch_size", "8", "--data.eval_batch_size", "16",
         "--trainer.default_root_dir", str(root),
-        *tiny_model_args(), "--model.learning_rate", "0.003",
+        "--model.config", json.dumps(MODEL), "--model.learning_rate", "0.003",
     ]  # fmt: skip
 
 
@@ -129,6 +131,21 @@ def test_ddp_predict_writes_each_row_once_in_input_order(ddp_run, odd_sets, tmp_
     rows = read_csv(out)
     assert [int(r["row"]) for r in rows] == list(range(TEST_ROWS))
     assert [r["text"] for r in rows] == [r["text"] for r in read_csv(odd_sets["test"])]
+
+
+def test_ddp_fit_killed_mid_epoch_resumes_to_the_uninterrupted_runs_metrics(ddp_run, odd_sets, tmp_path):
+    """Each process holds its own share of the epoch's training-loss sums and its own random streams (dropout
+    masks differ with batch shapes), but rank 0 alone writes the checkpoint: both must reach it whole."""
+    # 320 rows, batches of 8 on 2 processes: 20 steps an epoch. A step checkpoint every 6 steps; killed at 27,
+    # so the resume starts from step 24, mid-epoch 1, and repeats steps 25-27.
+    fit = [*fit_args(odd_sets, tmp_path), "--trainer.max_epochs", "3", "--data.group_by_length", "true", *DDP]
+    kill = ["--save_every_n_steps", "6", "--trainer.callbacks+=tests.interrupt.KillAt", "--trainer.callbacks.step"]
+    killed = run_cli(*fit, *kill, "27", check=False)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = only_run(tmp_path)
+    run_cli("fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]")
+    assert only_run(tmp_path) == run
+    assert read_csv(run / "metrics.csv") == read_csv(ddp_run / "metrics.csv")
 
 
 def free_port() -> int:
