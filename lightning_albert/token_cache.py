@@ -12,6 +12,7 @@ atomically and read back memory-mapped, so a second fit/validate/test reads it i
 import hashlib
 import itertools
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,10 +152,23 @@ def save(path: str | Path, tokens: TokenArrays) -> None:
     has_types = tokens.token_type_ids is not None
     header = np.array([FORMAT_VERSION, len(tokens), len(tokens.input_ids), has_types, tokens.truncated], np.int64)
     arrays = [header, tokens.input_ids, tokens.offsets] + ([tokens.token_type_ids] if has_types else [])
+    remove_stale_partials(Path(path).parent)
     with atomic_write(path, "wb") as f:
         for array in arrays:
             np.save(f, np.ascontiguousarray(array), allow_pickle=False)
             f.write(b"\0" * (-f.tell() % _ALIGN))
+
+
+def remove_stale_partials(cache_dir: Path, max_age_s: float = 24 * 3600) -> None:
+    """Delete the temporary files of writes that never finished (a process killed while writing: the rename
+    never came). Only old ones: a fresh one may be another process (a DDP rank) writing right now."""
+    now = time.time()
+    for partial in cache_dir.glob(".*.tokens.*.tmp"):
+        try:
+            if now - partial.stat().st_mtime > max_age_s:
+                partial.unlink()
+        except OSError:  # gone already, or not ours to delete: it stays
+            pass
 
 
 def load(path: str | Path) -> TokenArrays | None:

@@ -2,6 +2,8 @@
 invalidated by any change the ids depend on, never read half-written, and bytes (not kilobytes) per example."""
 
 import csv
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +175,20 @@ def test_a_write_that_fails_midway_leaves_no_file(tmp_path, tokenizer, monkeypat
     with pytest.raises(KeyboardInterrupt):
         token_cache.save(path, tokens)
     assert not path.exists() and not list(path.parent.iterdir())
+
+
+def test_partial_files_of_killed_writes_are_removed_once_old(tmp_path, tokenizer):
+    """SIGKILL mid-write leaves the temporary file (no cleanup runs): the next write removes it once it is a day
+    old, and leaves a fresh one, which may be another process writing now."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old, fresh = cache / ".a.tokens.x1.tmp", cache / ".b.tokens.x2.tmp"
+    for partial in (old, fresh):
+        partial.write_bytes(b"\0" * 100)
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(old, (two_days_ago, two_days_ago))
+    token_cache.save(cache / "c.tokens", token_cache.encode(tokenizer, TEXTS, None, 16))
+    assert sorted(p.name for p in cache.iterdir()) == [fresh.name, "c.tokens"]
 
 
 def test_memory_is_a_few_bytes_per_token(shared_data, tokenizer):
