@@ -260,17 +260,24 @@ class AlbertPretrainer(LightningModule):
         self.val_sop_accuracy = BinaryAccuracy() if sentence_order else None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Masked-language logits, and sentence-order logits when that head exists."""
+        """Masked-language logits at the labelled (masked) positions only, in batch order, and sentence-order
+        logits when that head exists.
+
+        The loss reads only those ~15% of positions, so the vocabulary-wide projection and its softmax run on
+        them alone: on a small model that head is as costly as the encoder (`AlbertForMaskedLM`'s own forward
+        scores every position). Same loss and gradients, same weights and export.
+        """
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
-        out = self.model(**inputs)
+        out = self.model.albert(**inputs, return_dict=True)
+        mlm_logits = self.model.predictions(out.last_hidden_state[batch["labels"] != IGNORE])
         if self.hparams.sentence_order:
-            return out.prediction_logits, out.sop_logits
-        return out.logits, None
+            return mlm_logits, self.model.sop_classifier(out.pooler_output)
+        return mlm_logits, None
 
     def _losses(self, batch: dict[str, torch.Tensor]):
         mlm_logits, sop_logits = self(batch)
         labels = batch["labels"]
-        mlm = torch.nn.functional.cross_entropy(mlm_logits.flatten(0, 1), labels.flatten(), ignore_index=IGNORE)
+        mlm = torch.nn.functional.cross_entropy(mlm_logits, labels[labels != IGNORE])
         sop = None
         if sop_logits is not None:
             sop = torch.nn.functional.cross_entropy(sop_logits, batch["sentence_order_label"], ignore_index=IGNORE)
@@ -289,7 +296,7 @@ class AlbertPretrainer(LightningModule):
         labels = batch["labels"]
         masked = labels != IGNORE
         self.val_loss.update(mlm, weight=masked.sum())  # weighted by masked tokens: a mean over tokens
-        self.val_mlm_accuracy.update(mlm_logits[masked].argmax(-1), labels[masked])
+        self.val_mlm_accuracy.update(mlm_logits.argmax(-1), labels[masked])
         self.log("val_loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val_mlm_accuracy", self.val_mlm_accuracy, on_step=False, on_epoch=True, prog_bar=True)
         if sop_logits is not None:

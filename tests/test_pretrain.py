@@ -84,6 +84,35 @@ def test_sentence_order_pairs_are_swapped_half_the_time(tokenizer, texts):
         assert (b["token_type_ids"].argmax(1) == first_sep + 1).all()
 
 
+@pytest.mark.parametrize("sentence_order", [False, True], ids=["mlm", "mlm+sop"])
+def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tokenizer, texts, sentence_order):
+    """The pretrainer runs the vocabulary head on masked positions only (for speed); its loss, gradients and
+    masked-token accuracy must be those of transformers' model scoring every position."""
+    from lightning_albert.pretrain import AlbertPretrainer
+
+    torch.manual_seed(0)
+    ours = AlbertPretrainer(config=TINY_ALBERT, vocab_size=len(tokenizer), sentence_order=sentence_order).eval()
+    (batch,) = masked_batches(tokenizer, texts[:32], 0.15, sentence_order=sentence_order)
+    mlm, sop, logits, _ = ours._losses(batch)
+    ours_loss = mlm if sop is None else mlm + sop
+    ours_loss.backward()
+    ours_grads = {k: p.grad.clone() for k, p in ours.model.named_parameters() if p.grad is not None}
+    ours.model.zero_grad()
+
+    extra = {"sentence_order_label": batch["sentence_order_label"]} if sentence_order else {}
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids", "labels")}
+    full = ours.model(**inputs, **extra)  # transformers' forward: every position scored, -100 ignored
+    full.loss.backward()
+    torch.testing.assert_close(ours_loss, full.loss)
+    for key, p in ours.model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(ours_grads.pop(key), p.grad, msg=key)
+    assert not ours_grads  # no parameter gets a gradient that transformers' loss does not give
+    masked = batch["labels"] != IGNORE
+    every_position = full.prediction_logits if sentence_order else full.logits
+    assert torch.equal(logits.argmax(-1), every_position[masked].argmax(-1))  # what val_mlm_accuracy counts
+
+
 def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path, capsys, shared_data):
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(r["text"] for r in read_csv(PHRASEBANK / "train.csv")[:300]) + "\n")
