@@ -167,9 +167,12 @@ class AlbertClassifier(LightningModule):
         # would. They differ per process: dropout draws as many numbers as its input has, and batch shapes differ.
         checkpoint["rng_states"] = _gather_objects(random_states())
         state = checkpoint["state_dict"]
-        for key in TRAIN_LOSS_STATE:
-            if key in state:  # summed over processes; on resume, rank 0 takes them and the others start from zero
-                state[key] = self.trainer.strategy.reduce(state[key].clone(), reduce_op="sum")
+        own = {key: state[key].detach().cpu() for key in TRAIN_LOSS_STATE if key in state}
+        # Each process's own sums: a resume on as many processes restores them as they were, so the epoch's mean
+        # adds the same floats in the same order as the uninterrupted run (summing first changes the last bit).
+        checkpoint["train_loss_per_process"] = _gather_objects(own)
+        for key in own:  # summed over processes, for a resume on another number of them: rank 0 takes the sums
+            state[key] = self.trainer.strategy.reduce(state[key].clone(), reduce_op="sum")
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         fitting = self.trainer.state.fn == "fit"
@@ -181,9 +184,18 @@ class AlbertClassifier(LightningModule):
         progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
         # Taken at the end of an epoch (after its validation), a resumed fit starts the next epoch, whose
         # training-loss mean must not start from this epoch's sums (Lightning skips on_train_epoch_start then).
-        # Mid-epoch, the saved sums are all processes' (see on_save_checkpoint): rank 0 carries them alone.
-        if progress.get("is_last_batch") or (fitting and self.global_rank != 0):
-            state = checkpoint["state_dict"]
+        # Mid-epoch, each process takes back its own sums (see on_save_checkpoint); on another number of
+        # processes, or from a checkpoint without them, rank 0 carries all processes' sums alone.
+        state = checkpoint["state_dict"]
+        per_process = checkpoint.get("train_loss_per_process")
+        if (
+            fitting
+            and not progress.get("is_last_batch")
+            and per_process
+            and len(per_process) == self.trainer.world_size
+        ):
+            state.update(per_process[self.global_rank])
+        elif progress.get("is_last_batch") or (fitting and self.global_rank != 0):
             for key in TRAIN_LOSS_STATE:
                 if key in state:
                     state[key] = torch.zeros_like(state[key])
