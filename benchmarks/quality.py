@@ -2,6 +2,7 @@
 
     python benchmarks/quality.py --jobs 2 --threads 1               # 3 data sets x seeds 1 2 3, two at a time
     python benchmarks/quality.py --datasets sst5 --seeds 1 --output /tmp/quality.md
+    python benchmarks/quality.py --seeds 2 3 --merge benchmarks/results/quality.json   # add seeds to a table
 
 Each run is what README tells a user to type: `pretrain` on the training texts (configs/pretrain.yaml), then
 `fit --config configs/offline.yaml --model.pretrained <its export>`, with the data files on the command line.
@@ -119,7 +120,13 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, help="torch threads per run (OMP_NUM_THREADS); default torch's")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
+    parser.add_argument(
+        "--merge", type=Path, help="an earlier run's .json (same recipe, other seeds): its rows join this table"
+    )
     args = parser.parse_args()
+    earlier = json.loads(args.merge.read_text()) if args.merge else []
+    if clash := {(r["dataset"], r["seed"]) for r in earlier} & {(d, s) for d in args.datasets for s in args.seeds}:
+        parser.error(f"--merge {args.merge} already holds {sorted(clash)}: run other seeds, or leave it out")
     # The largest data set first, so that two workers finish together rather than one waiting on the last run.
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
     with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(args.jobs) as pool:
@@ -129,11 +136,14 @@ def main() -> None:
         for future in futures:
             results.append(future.result())
             print(json.dumps(results[-1]), flush=True)
-    results.sort(key=lambda r: (args.datasets.index(r["dataset"]), r["seed"]))
+    results = sorted(earlier + results, key=lambda r: (DATASETS.index(r["dataset"]), r["seed"]))
+    seeds = sorted({r["seed"] for r in results})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     text = (
-        f"Test scores, mean (min-max) over seeds {', '.join(map(str, args.seeds))}; "
-        f"{'pretrain + ' if not args.no_pretrain else ''}fit with configs/offline.yaml; {stamp} UTC, 2 CPU cores.\n\n"
+        f"Test scores, mean (min-max) over seeds {', '.join(map(str, seeds))}; "
+        f"{'pretrain + ' if not args.no_pretrain else ''}fit with configs/offline.yaml; {stamp} UTC, 2 CPU cores"
+        + (f" (seeds {', '.join(map(str, sorted({r['seed'] for r in earlier})))} from {args.merge})" if earlier else "")
+        + ".\n\n"
         + table(results)
         + "\n"
     )

@@ -276,15 +276,15 @@ class AlbertPretrainer(LightningModule):
 
     def _losses(self, batch: dict[str, torch.Tensor]):
         mlm_logits, sop_logits = self(batch)
-        labels = batch["labels"]
-        mlm = torch.nn.functional.cross_entropy(mlm_logits, labels[labels != IGNORE])
+        targets = batch["labels"][batch["labels"] != IGNORE]  # the masked tokens, in mlm_logits' order
+        mlm = torch.nn.functional.cross_entropy(mlm_logits, targets)
         sop = None
         if sop_logits is not None:
             sop = torch.nn.functional.cross_entropy(sop_logits, batch["sentence_order_label"], ignore_index=IGNORE)
-        return mlm, sop, mlm_logits, sop_logits
+        return mlm, sop, mlm_logits, targets, sop_logits
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        mlm, sop, _, _ = self._losses(batch)
+        mlm, sop, *_ = self._losses(batch)
         # ALBERT's objective is the sum; a batch of one-token texts has no order to predict (nan): it adds 0.
         loss = mlm if sop is None else mlm + torch.nan_to_num(sop)
         self.train_loss.update(loss.detach())
@@ -292,11 +292,9 @@ class AlbertPretrainer(LightningModule):
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        mlm, _, mlm_logits, sop_logits = self._losses(batch)
-        labels = batch["labels"]
-        masked = labels != IGNORE
-        self.val_loss.update(mlm, weight=masked.sum())  # weighted by masked tokens: a mean over tokens
-        self.val_mlm_accuracy.update(mlm_logits.argmax(-1), labels[masked])
+        mlm, _, mlm_logits, targets, sop_logits = self._losses(batch)
+        self.val_loss.update(mlm, weight=targets.numel())  # weighted by masked tokens: a mean over tokens
+        self.val_mlm_accuracy.update(mlm_logits.argmax(-1), targets)
         self.log("val_loss", self.val_loss, on_step=False, on_epoch=True, prog_bar=True)
         self.log("val_mlm_accuracy", self.val_mlm_accuracy, on_step=False, on_epoch=True, prog_bar=True)
         if sop_logits is not None:

@@ -93,7 +93,7 @@ def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tok
     torch.manual_seed(0)
     ours = AlbertPretrainer(config=TINY_ALBERT, vocab_size=len(tokenizer), sentence_order=sentence_order).eval()
     (batch,) = masked_batches(tokenizer, texts[:32], 0.15, sentence_order=sentence_order)
-    mlm, sop, logits, _ = ours._losses(batch)
+    mlm, sop, logits, targets, _ = ours._losses(batch)
     ours_loss = mlm if sop is None else mlm + sop
     ours_loss.backward()
     ours_grads = {k: p.grad.clone() for k, p in ours.model.named_parameters() if p.grad is not None}
@@ -111,6 +111,7 @@ def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tok
     masked = batch["labels"] != IGNORE
     every_position = full.prediction_logits if sentence_order else full.logits
     assert torch.equal(logits.argmax(-1), every_position[masked].argmax(-1))  # what val_mlm_accuracy counts
+    assert torch.equal(targets, batch["labels"][masked])  # ...against these, row for row
 
 
 def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path, capsys, shared_data):
