@@ -29,11 +29,12 @@ from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
 from lightning_albert.resume import (
+    LastCheckpoint,
     RestoreTrainingOrder,
     RunConfigSaver,
-    StepCheckpoint,
-    continue_metrics,
+    continue_run_folder,
     run_folder_of,
+    use_last_checkpoint,
 )
 from lightning_albert.run_folder import EXPORT_FOLDER, RunFolderWriter
 from lightning_albert.summary import fit_summary
@@ -217,13 +218,13 @@ class AlbertCLI(LightningCLI):
         if trainer_config.get("logger") in (None, True):
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd(), resumed)
         callbacks = list(trainer_config.get("callbacks") or []) + self.extra_callbacks
-        every_steps = None
+        last = None
         if self.subcommand == "fit":
             callbacks += [RunFolderWriter(), RestoreTrainingOrder(), InterruptCheckpoint(), NonFiniteLossCheck()]
-            if config["save_every_n_steps"]:
-                # A second ModelCheckpoint that only refreshes last.ckpt, beside the one that keeps the best.
-                every_steps = StepCheckpoint(config["save_every_n_steps"])
-                callbacks.append(every_steps)
+            if config["checkpoint"]["save_last"] or config["save_every_n_steps"]:
+                # A second ModelCheckpoint that only writes last.ckpt, beside the one that keeps the best.
+                last = LastCheckpoint(config["save_every_n_steps"])
+                callbacks.append(last)
             if config["early_stopping"]["patience"] is not None:
                 # Watches what ModelCheckpoint watches, so "best" and "stopped improving" mean the same thing.
                 checkpoint = config["checkpoint"]
@@ -248,9 +249,8 @@ class AlbertCLI(LightningCLI):
             if not isinstance(e, MisconfigurationException) and not _raised_by_lightning(e):
                 raise
             raise InputError(f"trainer: {str(e).strip()}") from e
-        if every_steps is not None:
-            # Last, so `trainer.checkpoint_callback` (the first ModelCheckpoint) stays the one that keeps the best.
-            trainer.callbacks = [c for c in trainer.callbacks if c is not every_steps] + [every_steps]
+        if last is not None:
+            use_last_checkpoint(trainer, last)
         return trainer
 
     def before_fit(self) -> None:
@@ -258,15 +258,7 @@ class AlbertCLI(LightningCLI):
         when resuming a run in its own folder, keep its metrics.csv up to the checkpoint."""
         if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
             self.datamodule.setup("test")
-        resumed = run_folder_of(self.config["fit"]["ckpt_path"])
-        csv_logger = next((lg for lg in self.trainer.loggers if isinstance(lg, CSVLogger)), None)
-        if resumed and csv_logger and Path(csv_logger.log_dir).resolve() == resumed and self.trainer.is_global_zero:
-            step = self.checkpoint["global_step"]
-            continue_metrics(csv_logger, step)
-            print(
-                f"Resuming {resumed} at optimizer step {step} (epoch {self.checkpoint['epoch'] + 1}); its history up "
-                "to that step is kept."
-            )
+        continue_run_folder(self.trainer, self.config["fit"]["ckpt_path"], self.checkpoint)
 
     def after_fit(self) -> None:
         """Test the best checkpoint when there is a test split, then say what the run did and where it is."""

@@ -40,19 +40,21 @@ def last_checkpoint_path(trainer: Trainer) -> Path:
     return Path(run or trainer.default_root_dir) / "checkpoints" / "last.ckpt"
 
 
-def resume_command(trainer: Trainer) -> str:
+def resume_command(trainer: Trainer, command: str) -> str:
     # `--ckpt_path last` finds checkpoints/ beside the run's config.yaml (checkpoints.py), written by LightningCLI.
     config = last_checkpoint_path(trainer).parent.parent / "config.yaml"
-    return f"python -m lightning_albert fit --config {config} --ckpt_path last"
+    return f"python -m lightning_albert {command} --config {config} --ckpt_path last"
 
 
 class InterruptCheckpoint(Callback):
     """On SIGTERM or a first Ctrl+C, stop at the end of the batch, save a resumable `last.ckpt` and say how to resume.
 
     A second Ctrl+C stops at once, without a checkpoint (Lightning's KeyboardInterrupt shutdown, exit status 1).
+    `command` (fit, pretrain) is the one the resume line names.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, command: str = "fit") -> None:
+        self.command = command
         self.signal: signal.Signals | None = None  # SIGINT once a Ctrl+C was routed to Lightning's SIGTERM path
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -87,7 +89,7 @@ class InterruptCheckpoint(Callback):
             # this hook at different batches and a collective save here would hang. Keep the last saved one.
             if trainer.is_global_zero:
                 saved = f"the last checkpoint saved before it is {path}" if path.is_file() else "no checkpoint yet"
-                command = resume_command(trainer)
+                command = resume_command(trainer, self.command)
                 print(f"{where}: not saved under DDP; {saved}. To resume:\n  {command}", file=sys.stderr)
             return
         try:
@@ -96,13 +98,14 @@ class InterruptCheckpoint(Callback):
             print(f"{where}, and: {fault}", file=sys.stderr)
             exception.code = 1
             return
-        print(f"{where}: saved {path}. To resume:\n  {resume_command(trainer)}", file=sys.stderr)
+        print(f"{where}: saved {path}. To resume:\n  {resume_command(trainer, self.command)}", file=sys.stderr)
 
 
 class NonFiniteLossCheck(Callback):
     """Stop with a clear error at the first NaN or infinite training loss; write no checkpoint after it."""
 
-    def __init__(self) -> None:
+    def __init__(self, command: str = "fit") -> None:
+        self.command = command  # the one the resume line names
         self.fault_step: torch.Tensor | None = None  # first bad optimizer step on this rank, NO_FAULT if none
         self.fault_loss: torch.Tensor | None = None  # the loss at that step (nan, inf or -inf)
         self.step = 0  # the optimizer step the current batch contributes to (1-based)
@@ -154,5 +157,5 @@ class NonFiniteLossCheck(Callback):
             f"from before. Try a lower model.learning_rate, more warmup (model.warmup_ratio), gradient clipping "
             f"(trainer.gradient_clip_val, now {trainer.gradient_clip_val}) or, if it ran in 16-bit, "
             f"trainer.precision 32-true; then start again, or continue from the last good checkpoint: "
-            f"{resume_command(trainer)} plus the changed setting."
+            f"{resume_command(trainer, self.command)} plus the changed setting."
         )

@@ -6,7 +6,9 @@ Of the covered positions 80% become [MASK], 10% a random non-special token, 10% 
 hold the original ids there and -100 everywhere else. transformers' `DataCollatorForLanguageModeling` masks
 single tokens only, hence this.
 
-Every draw comes from a `torch.Generator`, so a seed gives the same masks.
+Each text's draws come from its own `torch.Generator`, seeded by (seed, row) or (seed, epoch, row): a text's
+masks depend on nothing else (not on the batch it lands in, the loader workers or the number of processes), so
+a seed gives the same masks, and a run resumed mid-epoch draws what the uninterrupted one would.
 """
 
 from typing import Any
@@ -84,14 +86,12 @@ class PretrainingCollator:
     """Batches of texts (token ids without special tokens) into masked, padded pretraining inputs.
 
     Each text becomes `[CLS] text [SEP]`, or with `sentence_order` `[CLS] A [SEP] B [SEP]` (token types 0 then
-    1) and a `sentence_order_label`. With `fixed_per_example`, example i is drawn from a generator seeded with
-    `seed + i` (the row), so validation scores the same masks every epoch; otherwise one generator runs on,
-    giving fresh masks every epoch (dynamic masking) that repeat for the same seed.
+    1) and a `sentence_order_label`. An example carries its `row` and, in training, its `epoch`: its masks are
+    drawn from (seed, epoch, row), fresh every epoch (dynamic masking); without an epoch (validation) from
+    (seed, row), the same every epoch.
     """
 
-    def __init__(
-        self, tokenizer, rate: float, sentence_order: bool, seed: int, fixed_per_example: bool = False
-    ) -> None:
+    def __init__(self, tokenizer, rate: float, sentence_order: bool, seed: int) -> None:
         self.cls_id, self.sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
         self.pad_id, self.mask_id = tokenizer.pad_token_id, tokenizer.mask_token_id
         self.special = torch.tensor(sorted(set(tokenizer.all_special_ids)))
@@ -99,19 +99,18 @@ class PretrainingCollator:
         self.rate = rate
         self.sentence_order = sentence_order
         self.seed = seed
-        self.fixed_per_example = fixed_per_example
-        self._generator: torch.Generator | None = None
 
-    def generator(self, row: int) -> torch.Generator:
-        if self.fixed_per_example:
-            return torch.Generator().manual_seed(self.seed + row)
-        if self._generator is None:  # made in the process that collates: each loader worker seeds its own
-            worker = torch.utils.data.get_worker_info()
-            self._generator = torch.Generator().manual_seed(self.seed + 1_000_003 * (worker.id + 1 if worker else 0))
-        return self._generator
+    def generator(self, example: dict[str, Any]) -> torch.Generator:
+        key = (
+            [self.seed, example["row"]]
+            if example.get("epoch") is None
+            else [self.seed, example["epoch"], example["row"]]
+        )
+        # SeedSequence mixes the numbers, so (seed, epoch, row) and (seed, epoch + 1, row - 1) are unrelated streams.
+        return torch.Generator().manual_seed(int(np.random.SeedSequence(key).generate_state(1, np.uint64)[0] >> 1))
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
-        rows = [self.example(e["input_ids"], self.generator(e["row"])) for e in examples]
+        rows = [self.example(e["input_ids"], self.generator(e)) for e in examples]
         width = max(len(r[0]) for r in rows)
         batch = {
             "input_ids": torch.full((len(rows), width), self.pad_id, dtype=torch.long),

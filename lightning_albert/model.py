@@ -2,12 +2,10 @@
 
 import json
 import math
-import random
 import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.plugins.precision import MixedPrecision
@@ -29,6 +27,7 @@ from transformers import (
 )
 
 from lightning_albert.errors import InputError
+from lightning_albert.resume import restore_process_states, save_process_states
 
 
 class AlbertClassifier(LightningModule):
@@ -158,47 +157,12 @@ class AlbertClassifier(LightningModule):
         self.test_confusion.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        # Rank 0 alone writes the file, but Lightning calls this hook on every process (each saves together), so
-        # what the other processes hold is gathered here: their random streams, and their share of the epoch's
-        # training-loss sums. A single process gathers only its own.
         # The full transformers config, so a checkpoint exports or rebuilds without the hub or a config file.
         checkpoint["albert_config"] = self.model.config.to_dict()
-        # Where each process's random streams stand (dropout), so a resumed fit draws what the uninterrupted one
-        # would. They differ per process: dropout draws as many numbers as its input has, and batch shapes differ.
-        checkpoint["rng_states"] = _gather_objects(random_states())
-        state = checkpoint["state_dict"]
-        own = {key: state[key].detach().cpu() for key in TRAIN_LOSS_STATE if key in state}
-        # Each process's own sums: a resume on as many processes restores them as they were, so the epoch's mean
-        # adds the same floats in the same order as the uninterrupted run (summing first changes the last bit).
-        checkpoint["train_loss_per_process"] = _gather_objects(own)
-        for key in own:  # summed over processes, for a resume on another number of them: rank 0 takes the sums
-            state[key] = self.trainer.strategy.reduce(state[key].clone(), reduce_op="sum")
+        save_process_states(self, checkpoint)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        fitting = self.trainer.state.fn == "fit"
-        states = checkpoint.get("rng_states")
-        if states and fitting:
-            # One per process (a dict alone in checkpoints before 2026-12): this process's own, where it has one.
-            states = states if isinstance(states, dict) else states[self.global_rank % len(states)]
-            set_random_states(states)
-        progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
-        # Taken at the end of an epoch (after its validation), a resumed fit starts the next epoch, whose
-        # training-loss mean must not start from this epoch's sums (Lightning skips on_train_epoch_start then).
-        # Mid-epoch, each process takes back its own sums (see on_save_checkpoint); on another number of
-        # processes, or from a checkpoint without them, rank 0 carries all processes' sums alone.
-        state = checkpoint["state_dict"]
-        per_process = checkpoint.get("train_loss_per_process")
-        if (
-            fitting
-            and not progress.get("is_last_batch")
-            and per_process
-            and len(per_process) == self.trainer.world_size
-        ):
-            state.update(per_process[self.global_rank])
-        elif progress.get("is_last_batch") or (fitting and self.global_rank != 0):
-            for key in TRAIN_LOSS_STATE:
-                if key in state:
-                    state[key] = torch.zeros_like(state[key])
+        restore_process_states(self, checkpoint)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
         probs = self(batch).float().softmax(dim=-1)
@@ -261,50 +225,6 @@ def adamw_with_schedule(module: LightningModule) -> dict[str, Any]:
 def _never_decays(name: str) -> bool:
     """Biases and layer-norm weights (ALBERT names them LayerNorm and full_layer_layer_norm), as the HF Trainer."""
     return name.endswith("bias") or "layernorm" in name.lower().replace("_", "")
-
-
-TRAIN_LOSS_STATE = ("train_loss.mean_value", "train_loss.weight")  # the MeanMetric's sums, in the state dict
-
-
-def _gather_objects(value: Any) -> list[Any]:
-    """`value` from every process, in rank order: all processes must call it (one item without distributed)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return [value]
-    gathered: list[Any] = [None] * torch.distributed.get_world_size()
-    torch.distributed.all_gather_object(gathered, value)
-    return gathered
-
-
-def random_states() -> dict[str, Any]:
-    """torch's CPU and CUDA generators, numpy's and Python's, as tensors and plain values (safe to unpickle)."""
-    states: dict[str, Any] = {
-        "torch": torch.get_rng_state(),
-        "numpy": _numpy_state(),
-        "python": _python_state(),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        states["cuda"] = torch.cuda.get_rng_state_all()
-    return states
-
-
-def set_random_states(states: dict[str, Any]) -> None:
-    torch.set_rng_state(states["torch"])
-    if "cuda" in states and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(states["cuda"])
-    kind, keys, pos, has_gauss, gauss = states["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(gauss)))
-    version, internal, gauss_next = states["python"]
-    random.setstate((version, tuple(internal.tolist()), gauss_next))
-
-
-def _numpy_state() -> list:
-    kind, keys, pos, has_gauss, gauss = np.random.get_state()
-    return [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, gauss]
-
-
-def _python_state() -> list:
-    version, internal, gauss_next = random.getstate()
-    return [version, torch.tensor(internal, dtype=torch.int64), gauss_next]
 
 
 # Where torch >= 2.4 has a fused AdamW kernel for floating-point parameters.

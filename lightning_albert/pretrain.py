@@ -9,6 +9,7 @@ command continues the pretraining of a published model on in-domain text.
 """
 
 import random
+import tempfile
 import warnings
 from functools import cached_property
 from pathlib import Path
@@ -20,20 +21,32 @@ from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
+from torchdata.stateful_dataloader import StatefulDataLoader
 from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from transformers import AlbertForMaskedLM, AlbertForPreTraining, PreTrainedTokenizerBase
 
-from lightning_albert.checkpoints import load_checkpoint
+from lightning_albert.checkpoints import load_checkpoint, resolve_checkpoint
 from lightning_albert.cli import default_loggers, tokenizer_follows_pretrained
 from lightning_albert.errors import InputError
+from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.masking import IGNORE, PretrainingCollator
 from lightning_albert.model import adamw_with_schedule, albert_config, check_scheduler_type, load_pretrained
+from lightning_albert.resume import (
+    LastCheckpoint,
+    RestoreTrainingOrder,
+    RunConfigSaver,
+    continue_run_folder,
+    restore_process_states,
+    run_folder_of,
+    save_process_states,
+    use_last_checkpoint,
+)
 from lightning_albert.sampler import EvalBatchSampler, TrainBatchSampler
 from lightning_albert.tables import read_table
 from lightning_albert.token_cache import TokenArrays
-from lightning_albert.tokenizer import load_tokenizer, train_tokenizer
+from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
 EXPORT_FOLDER = "hf_model"
 DESCRIPTION = (
@@ -43,8 +56,8 @@ DESCRIPTION = (
 
 
 class TextCorpus(Dataset):
-    """Token ids of texts without special tokens (the collator adds them), as flat arrays; an item carries its
-    index as `row`, which seeds the fixed validation masks."""
+    """Token ids of texts without special tokens (the collator adds them), as flat arrays. An item carries its
+    index as `row`, and its `epoch` when asked for by `(epoch, row)`: the collator seeds its masks with them."""
 
     def __init__(self, tokens: TokenArrays):
         self.tokens = tokens
@@ -52,8 +65,20 @@ class TextCorpus(Dataset):
     def __len__(self) -> int:
         return len(self.tokens)
 
-    def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input_ids": self.tokens.input_ids[self.tokens.offsets[i] : self.tokens.offsets[i + 1]], "row": i}
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        epoch, i = key if isinstance(key, tuple) else (None, key)
+        ids = self.tokens.input_ids[self.tokens.offsets[i] : self.tokens.offsets[i + 1]]
+        return {"input_ids": ids, "row": i, "epoch": epoch}
+
+
+class EpochBatchSampler(TrainBatchSampler):
+    """The training order of fine-tuning (length-grouped, seeded, sharded, resumable), each index as
+    `(epoch, row)`, so every text gets fresh masks each epoch that depend on nothing but the seed: not on the
+    loader workers, the number of processes, or where a resumed run took up the epoch."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            yield [(self.epoch, i) for i in batch]
 
 
 class TextCorpusDataModule(LightningDataModule):
@@ -165,11 +190,11 @@ class TextCorpusDataModule(LightningDataModule):
     def split(self, name: str) -> TextCorpus:
         return self._splits[name]
 
-    def train_dataloader(self) -> DataLoader:
+    def train_dataloader(self) -> StatefulDataLoader:
         split = self._splits["train"]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         seed = self._seed()
-        sampler = TrainBatchSampler(
+        sampler = EpochBatchSampler(
             split.tokens.lengths,
             self.hparams.batch_size,
             self.hparams.group_by_length,
@@ -177,14 +202,13 @@ class TextCorpusDataModule(LightningDataModule):
             num_replicas=world,
             rank=rank,
         )
-        # The masks' generator depends on the rank, so processes mask their batches independently.
-        return self._loader(split, sampler, PretrainingCollator(**self._masking(), seed=seed + 7919 * rank))
+        return self._loader(split, sampler, PretrainingCollator(**self._masking(), seed=seed))
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> StatefulDataLoader:
         split = self._splits["validation"]
         world, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler = EvalBatchSampler(split.tokens.lengths, self.hparams.eval_batch_size, True, world, rank)
-        collator = PretrainingCollator(**self._masking(), seed=self.hparams.split_seed, fixed_per_example=True)
+        collator = PretrainingCollator(**self._masking(), seed=self.hparams.split_seed)
         return self._loader(split, sampler, collator)
 
     def _masking(self) -> dict[str, Any]:
@@ -194,11 +218,23 @@ class TextCorpusDataModule(LightningDataModule):
     def _seed(self) -> int:
         return self.seed if self.seed is not None else torch.initial_seed() % 2**31
 
-    def _loader(self, split: TextCorpus, sampler, collator: PretrainingCollator) -> DataLoader:
+    def _loader(self, split: TextCorpus, sampler, collator: PretrainingCollator) -> StatefulDataLoader:
         workers = self.hparams.num_workers
-        return DataLoader(
-            split, batch_sampler=sampler, collate_fn=collator, num_workers=workers, persistent_workers=workers > 0
+        return StatefulDataLoader(  # it saves the sampler's position in checkpoints, for a resume mid-epoch
+            split,
+            batch_sampler=sampler,
+            collate_fn=collator,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            # Its own generator: a loader would otherwise draw from the global one each epoch, and a resumed run's
+            # dropout would draw other numbers than the run it continues.
+            generator=torch.Generator().manual_seed(0),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Saved in every checkpoint: the tokenizer's files, so a resumed run reads texts with the very tokenizer
+        its weights were trained with (one trained anew is not promised to be the same)."""
+        return {"tokenizer_files": tokenizer_files(self.tokenizer)}
 
 
 def read_texts(path: str, column: str, encoding: str, key: str) -> list[str]:
@@ -255,6 +291,7 @@ class AlbertPretrainer(LightningModule):
         else:
             self.model = cls(albert_config(config, vocab_size))
         self.train_loss = MeanMetric()
+        self.train_loss.persistent(True)  # in checkpoints: an epoch resumed mid-way reports the mean of all its steps
         self.val_loss = MeanMetric()  # masked-language loss, a mean over masked tokens
         self.val_mlm_accuracy = MulticlassAccuracy(self.model.config.vocab_size, average="micro")
         self.val_sop_accuracy = BinaryAccuracy() if sentence_order else None
@@ -306,11 +343,19 @@ class AlbertPretrainer(LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_with_schedule(self)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        save_process_states(self, checkpoint)  # random streams and training-loss sums, for an exact resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        restore_process_states(self, checkpoint)
+
 
 class PretrainCLI(LightningCLI):
     """One command, no subcommands: parse, build, then `main` fits and exports."""
 
     def __init__(self, args: list[str]):
+        self.checkpoint: dict[str, Any] | None = None  # --ckpt_path, read safely before Lightning reads it
+        self._temporary = tempfile.TemporaryDirectory(prefix="lightning_albert-")  # the checkpoint's tokenizer
         super().__init__(
             AlbertPretrainer,
             TextCorpusDataModule,
@@ -318,6 +363,7 @@ class PretrainCLI(LightningCLI):
             trainer_defaults={"max_epochs": 5, "gradient_clip_val": 1.0, "enable_model_summary": False},
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
             parser_kwargs={"prog": "python -m lightning_albert pretrain", "description": DESCRIPTION},
+            save_config_callback=RunConfigSaver,
             args=args,
             run=False,
         )
@@ -327,6 +373,20 @@ class PretrainCLI(LightningCLI):
         parser.link_arguments("data.sentence_order", "model.sentence_order", apply_on="parse")
         parser.link_arguments(
             "seed_everything", "data.seed", compute_fn=lambda s: s if type(s) is int else None, apply_on="parse"
+        )
+        parser.add_argument(
+            "--ckpt_path",
+            type=str | None,
+            default=None,
+            help="Continue a stopped run from a checkpoint: `last` (or `best`) with --config <run>/config.yaml, or "
+            "a path. It carries on in that run's folder, from the batch the checkpoint was taken at.",
+        )
+        parser.add_argument(
+            "--save_every_n_steps",
+            type=int | None,
+            default=None,
+            help="Also write checkpoints/last.ckpt every N optimizer steps, so a killed run loses at most N steps. "
+            "Off when unset: last.ckpt is written after every validation.",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -339,14 +399,36 @@ class PretrainCLI(LightningCLI):
             }
         )
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        self.config["ckpt_path"] = resolve_checkpoint(self.config.get("ckpt_path"), self.config.get("config"))
+        if self.config["ckpt_path"]:
+            self.checkpoint = load_checkpoint(self.config["ckpt_path"], "--ckpt_path")
+
     def before_instantiate_classes(self) -> None:
         tokenizer_follows_pretrained(self.config)
+        state = (self.checkpoint or {}).get(TextCorpusDataModule.__qualname__)  # where Lightning keeps its state
+        if state and not self.config["data"].get("tokenizer"):
+            # A resumed run reads texts with the tokenizer its checkpoint was trained with, not one trained anew.
+            folder = Path(self._temporary.name) / "tokenizer"
+            tokenizer_from_files(state["tokenizer_files"]).save_pretrained(folder)
+            self.config["data"]["tokenizer"] = str(folder)
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer_config = self._get(self.config_init, "trainer", default={})
         if trainer_config.get("logger") in (None, True):
-            kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or str(Path.cwd()))
-        return super().instantiate_trainer(**kwargs)
+            root = trainer_config.get("default_root_dir") or str(Path.cwd())
+            kwargs["logger"] = default_loggers(root, run_folder_of(self.config["ckpt_path"]))
+        callbacks = list(trainer_config.get("callbacks") or [])
+        callbacks += [RestoreTrainingOrder(), InterruptCheckpoint("pretrain"), NonFiniteLossCheck("pretrain")]
+        last = None
+        if self.config["checkpoint"]["save_last"] or self.config["save_every_n_steps"]:
+            last = LastCheckpoint(self.config["save_every_n_steps"])  # the one writer of last.ckpt
+        kwargs["callbacks"] = callbacks + ([last] if last else [])
+        trainer = super().instantiate_trainer(**kwargs)
+        if last is not None:
+            use_last_checkpoint(trainer, last)
+        return trainer
 
 
 def export_best(trainer, model: AlbertPretrainer, tokenizer: PreTrainedTokenizerBase) -> Path:
@@ -367,7 +449,8 @@ def main(argv: list[str]) -> None:
         # sys.argv also holds the word "pretrain" before these arguments, by design: nothing to warn about.
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         cli = PretrainCLI(argv)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    continue_run_folder(cli.trainer, cli.config["ckpt_path"], cli.checkpoint)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
     if not cli.trainer.is_global_zero:
         return
     export = export_best(cli.trainer, cli.model, cli.datamodule.tokenizer)

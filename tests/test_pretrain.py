@@ -5,7 +5,7 @@ import json
 
 import pytest
 import torch
-from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, REPO, TINY_ALBERT, only_run, read_csv
+from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, REPO, TINY_ALBERT, only_run, read_csv, run_cli
 from safetensors.torch import load_file, save_file
 from transformers import AlbertConfig, AlbertForMaskedLM
 
@@ -197,3 +197,43 @@ def test_a_bad_input_gets_one_line_and_exit_2(tmp_path, capsys, monkeypatch, fil
     errors = [line for line in err.splitlines() if line.startswith("error:")]
     assert exit_info.value.code == 2 and "Traceback" not in err
     assert len(errors) == 1 and fragment in errors[0], err
+
+
+def test_a_killed_pretrain_resumes_to_the_same_metrics_and_export(tmp_path, shared_data):
+    """Killed mid-epoch (SIGKILL: nothing saved on the way out) and resumed from the last step checkpoint, a
+    pretraining run ends as the run that was never killed: the same metrics.csv, the same exported weights.
+
+    This holds only if each text's masks depend on (seed, epoch, row) alone, the training order restarts at the
+    checkpoint's batch, the random streams (dropout) come back, and the tokenizer is the checkpoint's."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(r["text"] for r in read_csv(PHRASEBANK / "train.csv")[:300]) + "\n")
+
+    def pretrain(root, *extra: str, check: bool = True):
+        # 285 training texts in batches of 32: 9 steps an epoch, 27 in all; last.ckpt every 4 steps.
+        return run_cli(
+            "pretrain", "--config", "configs/pretrain.yaml", "--data.text_file", str(texts),
+            "--model.config", json.dumps({**TINY_ALBERT, "hidden_dropout_prob": 0.1}),
+            "--data.tokenizer_vocab_size", "1000", "--trainer.max_steps", "-1", "--trainer.max_epochs", "3",
+            "--save_every_n_steps", "4", "--trainer.default_root_dir", str(root), *extra, check=check,
+        )  # fmt: skip
+
+    pretrain(tmp_path / "reference")
+    reference = only_run(tmp_path / "reference")
+    killed = pretrain(tmp_path / "run", "--trainer.callbacks+=tests.interrupt.KillAt", "--trainer.callbacks.step", "14",
+                      check=False)  # fmt: skip
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    run = only_run(tmp_path / "run")
+    resumed = run_cli(
+        "pretrain", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]"
+    )
+    assert "at optimizer step 12 (epoch 2)" in resumed.stdout  # from the step checkpoint, mid-epoch 2
+    assert only_run(tmp_path / "run") == run  # the same run folder, no version_1
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
+    assert read_csv(run / "metrics.csv") == read_csv(reference / "metrics.csv")
+    exported, expected = (
+        load_file(run / "hf_model" / "model.safetensors"),
+        load_file(reference / "hf_model" / "model.safetensors"),
+    )
+    assert exported.keys() == expected.keys()
+    for key, value in expected.items():
+        assert torch.equal(exported[key], value), key

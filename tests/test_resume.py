@@ -8,6 +8,7 @@ also the check that same-seed runs agree (before the kill, and after the resume)
 import random
 
 import pytest
+import torch
 from conftest import PHRASEBANK, only_run, read_csv, run_cli, tiny_model_args
 
 # 96 rows in batches of 16: 6 optimizer steps an epoch, 18 in all; a step checkpoint every 4 steps.
@@ -51,6 +52,11 @@ def test_a_killed_fit_resumes_to_the_same_metrics(tmp_path, shared_data, group_b
     assert killed.returncode == -9, killed.stderr[-2000:]
     resumed = run_cli(*resume)  # `resume` drops the callbacks the saved config holds: the first killer
     assert only_run(tmp_path / "run") == run  # the same run folder, no version_1
+    # One last.ckpt, refreshed every N steps and after each epoch, not a second copy as last-v1.ckpt; at the end
+    # it holds the final weights (Lightning's own save_last leaves it at the last new best).
+    assert sorted(p.name for p in (run / "checkpoints").glob("last*")) == ["last.ckpt"]
+    for folder in (run, reference):
+        assert torch.load(folder / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 18
     assert _history(run) == _history(reference), f"killed at steps {steps}"
     card, expected = (run / "README.md").read_text(), (reference / "README.md").read_text()
     table = card[card.index("### Training results") : card.index("### Per-class")]
