@@ -62,3 +62,35 @@ def test_a_killed_fit_resumes_to_the_same_metrics(tmp_path, shared_data, group_b
     table = card[card.index("### Training results") : card.index("### Per-class")]
     assert table == expected[expected.index("### Training results") : expected.index("### Per-class")]
     assert "Fit finished after 3 epochs." in resumed.stdout
+
+
+@pytest.mark.parametrize(
+    ("world_size", "rank", "last_batch", "expected"),
+    [
+        (2, 0, False, (1.0, 2.0)),  # mid-epoch, as many processes: each takes back its own sums
+        (2, 1, False, (10.0, 20.0)),
+        (3, 0, False, (11.0, 22.0)),  # another number of processes: rank 0 carries the sums of all
+        (3, 2, False, (0.0, 0.0)),
+        (2, 1, True, (0.0, 0.0)),  # saved after the epoch's last batch: the next epoch starts from nothing
+    ],
+)
+def test_each_process_restores_the_training_loss_sums_a_resume_needs(world_size, rank, last_batch, expected):
+    """What `restore_process_states` does with the checkpoint rank 0 wrote for two processes (the DDP kill test
+    exercises it end to end, but a wrong choice there shows only sometimes, in a float's last bit)."""
+    from types import SimpleNamespace
+
+    from lightning_albert.resume import restore_process_states
+
+    per_process = [
+        {"train_loss.mean_value": torch.tensor(1.0), "train_loss.weight": torch.tensor(2.0)},
+        {"train_loss.mean_value": torch.tensor(10.0), "train_loss.weight": torch.tensor(20.0)},
+    ]
+    checkpoint = {
+        "state_dict": {"train_loss.mean_value": torch.tensor(11.0), "train_loss.weight": torch.tensor(22.0)},
+        "train_loss_per_process": per_process,
+        "loops": {"fit_loop": {"epoch_loop.batch_progress": {"is_last_batch": last_batch}}},
+    }
+    trainer = SimpleNamespace(state=SimpleNamespace(fn="fit"), world_size=world_size)
+    restore_process_states(SimpleNamespace(trainer=trainer, global_rank=rank), checkpoint)
+    state = checkpoint["state_dict"]
+    assert (float(state["train_loss.mean_value"]), float(state["train_loss.weight"])) == expected
