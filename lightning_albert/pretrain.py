@@ -360,7 +360,13 @@ class PretrainCLI(LightningCLI):
             AlbertPretrainer,
             TextCorpusDataModule,
             seed_everything_default=42,
-            trainer_defaults={"max_epochs": 5, "gradient_clip_val": 1.0, "enable_model_summary": False},
+            trainer_defaults={
+                "max_epochs": 5,
+                "gradient_clip_val": 1.0,
+                "enable_model_summary": False,
+                # The batch samplers shard over processes themselves; Lightning would wrap them and fail.
+                "use_distributed_sampler": False,
+            },
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
             parser_kwargs={"prog": "python -m lightning_albert pretrain", "description": DESCRIPTION},
             save_config_callback=RunConfigSaver,
@@ -431,14 +437,14 @@ class PretrainCLI(LightningCLI):
         return trainer
 
 
-def export_best(trainer, model: AlbertPretrainer, tokenizer: PreTrainedTokenizerBase) -> Path:
+def export_best(trainer, model: AlbertPretrainer, tokenizer: PreTrainedTokenizerBase, run: Path) -> Path:
     """Write the best checkpoint's model (or the last weights, without one) and the tokenizer with
     `save_pretrained` into `<run>/hf_model`."""
     checkpoint = trainer.checkpoint_callback
     best = checkpoint and checkpoint.best_model_path
     if best:
         model.load_state_dict(load_checkpoint(best)["state_dict"])
-    folder = Path(trainer.log_dir) / EXPORT_FOLDER
+    folder = run / EXPORT_FOLDER
     model.model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
@@ -451,9 +457,10 @@ def main(argv: list[str]) -> None:
         cli = PretrainCLI(argv)
     continue_run_folder(cli.trainer, cli.config["ckpt_path"], cli.checkpoint)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    run = Path(cli.trainer.log_dir)  # on every process: it broadcasts from rank 0, so rank 0 alone would hang
     if not cli.trainer.is_global_zero:
         return
-    export = export_best(cli.trainer, cli.model, cli.datamodule.tokenizer)
+    export = export_best(cli.trainer, cli.model, cli.datamodule.tokenizer, run)
     best = cli.trainer.checkpoint_callback.best_model_score
     score = f" (best val_loss {float(best):.4f})" if best is not None else ""
     print(f"\nPretrained{score}; export: {export}")

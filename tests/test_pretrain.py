@@ -237,3 +237,24 @@ def test_a_killed_pretrain_resumes_to_the_same_metrics_and_export(tmp_path, shar
     assert exported.keys() == expected.keys()
     for key, value in expected.items():
         assert torch.equal(exported[key], value), key
+
+
+def test_pretrain_on_two_processes_trains_and_exports_the_best(tmp_path, shared_data):
+    """Under DDP (gloo, 2 CPU processes): the batch samplers shard themselves (Lightning must not wrap them) and
+    the export is written once, by rank 0, after every process has asked for the run folder."""
+    texts = tmp_path / "texts.txt"
+    texts.write_text("\n".join(r["text"] for r in read_csv(PHRASEBANK / "train.csv")[:300]) + "\n")
+    result = run_cli(
+        "pretrain", "--config", "configs/pretrain.yaml", "--data.text_file", str(texts),
+        "--model.config", json.dumps(TINY_ALBERT), "--data.tokenizer_vocab_size", "1000",
+        "--trainer.max_steps", "-1", "--trainer.max_epochs", "2", "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+    )  # fmt: skip
+    run = only_run(tmp_path)
+    assert f"export: {run / 'hf_model'}" in result.stdout
+    # 285 training texts, batches of 32 per process: 5 steps an epoch on each of the two.
+    assert [r["step"] for r in read_csv(run / "metrics.csv") if r["val_loss"]] == ["4", "9"]
+    (best,) = run.glob("checkpoints/best-*.ckpt")
+    best_weights = torch.load(best, weights_only=True)["state_dict"]
+    for key, value in load_file(run / "hf_model" / "model.safetensors").items():
+        assert torch.equal(best_weights[f"model.{key}"], value), key
