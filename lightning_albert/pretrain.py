@@ -29,6 +29,7 @@ from transformers import AlbertForMaskedLM, AlbertForPreTraining, PreTrainedToke
 
 from lightning_albert.checkpoints import load_checkpoint, resolve_checkpoint
 from lightning_albert.cli import default_loggers, tokenizer_follows_pretrained
+from lightning_albert.data import check_checkpoint_matches
 from lightning_albert.errors import InputError
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.masking import IGNORE, PretrainingCollator
@@ -392,7 +393,7 @@ class PretrainCLI(LightningCLI):
             type=int | None,
             default=None,
             help="Also write checkpoints/last.ckpt every N optimizer steps, so a killed run loses at most N steps. "
-            "Off when unset: last.ckpt is written after every validation.",
+            "Off when unset: last.ckpt is written after every epoch.",
         )
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.set_defaults(
@@ -419,6 +420,11 @@ class PretrainCLI(LightningCLI):
             folder = Path(self._temporary.name) / "tokenizer"
             tokenizer_from_files(state["tokenizer_files"]).save_pretrained(folder)
             self.config["data"]["tokenizer"] = str(folder)
+
+    def after_instantiate_classes(self) -> None:
+        state = (self.checkpoint or {}).get(TextCorpusDataModule.__qualname__)
+        if state:  # a data.tokenizer given with --ckpt_path must be the checkpoint's (not a shape error in torch)
+            check_checkpoint_matches(state, [], self.datamodule.tokenizer, "the data")
 
     def instantiate_trainer(self, **kwargs: Any):
         trainer_config = self._get(self.config_init, "trainer", default={})

@@ -238,6 +238,12 @@ def test_a_killed_pretrain_resumes_to_the_same_metrics_and_export(tmp_path, shar
     for key, value in expected.items():
         assert torch.equal(exported[key], value), key
 
+    # Resumed with another tokenizer than the checkpoint's: one line naming it, before any weight is touched.
+    other = run_cli("pretrain", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks",
+                    "[]", "--data.tokenizer", str(ALBERT_BASE_TOKENIZER), check=False)  # fmt: skip
+    assert other.returncode == 2 and "Traceback" not in other.stderr, other.stderr[-2000:]
+    assert "the checkpoint's tokenizer differs from the data's (data.tokenizer)" in other.stderr
+
 
 def test_pretrain_on_two_processes_trains_and_exports_the_best(tmp_path, shared_data):
     """Under DDP (gloo, 2 CPU processes): the batch samplers shard themselves (Lightning must not wrap them) and
