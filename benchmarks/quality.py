@@ -80,6 +80,18 @@ def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None
     }
 
 
+def already_run(rows: list[dict], jobs: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The (data set, seed) jobs that `rows` already hold: checked before an hour is spent on them again."""
+    return sorted({(r["dataset"], r["seed"]) for r in rows} & set(jobs))
+
+
+def merged(earlier: list[dict], new: list[dict]) -> list[dict]:
+    """Rows of two sittings as one table's: by data set, then seed."""
+    if clash := already_run(earlier, [(r["dataset"], r["seed"]) for r in new]):
+        raise ValueError(f"both sittings ran {clash}")
+    return sorted(earlier + new, key=lambda r: (DATASETS.index(r["dataset"]), r["seed"]))
+
+
 def table(results: list[dict]) -> str:
     lines = [
         "| data set | offline default, test accuracy | macro-F1 | TF-IDF + LR, test accuracy | macro-F1 | beats it? "
@@ -125,8 +137,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     earlier = json.loads(args.merge.read_text()) if args.merge else []
-    if clash := {(r["dataset"], r["seed"]) for r in earlier} & {(d, s) for d in args.datasets for s in args.seeds}:
-        parser.error(f"--merge {args.merge} already holds {sorted(clash)}: run other seeds, or leave it out")
+    if clash := already_run(earlier, [(d, s) for d in args.datasets for s in args.seeds]):
+        parser.error(f"--merge {args.merge} already holds {clash}: run other seeds, or leave it out")
     # The largest data set first, so that two workers finish together rather than one waiting on the last run.
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
     with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(args.jobs) as pool:
@@ -136,7 +148,7 @@ def main() -> None:
         for future in futures:
             results.append(future.result())
             print(json.dumps(results[-1]), flush=True)
-    results = sorted(earlier + results, key=lambda r: (DATASETS.index(r["dataset"]), r["seed"]))
+    results = merged(earlier, results)
     seeds = sorted({r["seed"] for r in results})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     text = (

@@ -1,5 +1,5 @@
-"""The harness's own arithmetic (benchmarks/speed.py), checked against a computation by hand; the harness itself
-runs with `python benchmarks/speed.py --tiny --steps 3 --warmup 1`."""
+"""The harnesses' own arithmetic (benchmarks/speed.py, benchmarks/quality.py), checked against a computation by
+hand; the speed harness itself runs with `python benchmarks/speed.py --tiny --steps 3 --warmup 1`."""
 
 import json
 
@@ -40,3 +40,33 @@ def test_summary_takes_medians_over_pooled_steps():
     assert s["eval_samples_per_second"] == pytest.approx(100.0)
     # real tokens/s: 256, 128, 2.56, 512, 128 -> median 128
     assert s["mfu_real_tokens"] == pytest.approx(6 * 1000 * 128 / 1e11)
+
+
+def test_quality_table_merges_sittings_into_means_and_ranges_over_seeds():
+    from benchmarks.quality import merged, table
+
+    def row(dataset, seed, accuracy, f1):
+        return {
+            "dataset": dataset, "seed": seed, "albert": {"accuracy": accuracy, "f1": f1},
+            "baseline": {"accuracy": 0.6, "f1": 0.5}, "baseline_fit_seconds": 1.0,
+            "cpu_seconds": 600.0 * seed, "pretrain_cpu_seconds": 60.0 * seed,
+        }  # fmt: skip
+
+    earlier = [row("sst5", 1, 0.6, 0.52)]
+    rows = merged(
+        earlier, [row("sst5", 3, 0.8, 0.44), row("tweeteval_emotion", 2, 0.9, 0.9), row("sst5", 2, 0.7, 0.51)]
+    )
+    assert [(r["dataset"], r["seed"]) for r in rows] == [
+        ("tweeteval_emotion", 2),
+        ("sst5", 1),
+        ("sst5", 2),
+        ("sst5", 3),
+    ]
+    sst5 = next(line for line in table(rows).splitlines() if line.startswith("| sst5 "))
+    # mean (min-max) over the three seeds, the baseline's likewise; ahead on accuracy only; CPU minutes per run
+    assert sst5.split(" | ")[1:] == [
+        "0.700 (0.600-0.800)", "0.490 (0.440-0.520)", "0.600 (0.600-0.600)", "0.500 (0.500-0.500)",
+        "accuracy only", "20.0 (2.0 + 18.0)", "1.0 |",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="sst5"):
+        merged(earlier, [row("sst5", 1, 0.5, 0.5)])
