@@ -72,6 +72,22 @@ def test_same_seed_same_masks(tokenizer, texts):
     assert not all(torch.equal(a["labels"], b["labels"]) for a, b in zip(first, other))
 
 
+def test_a_texts_masks_depend_on_seed_epoch_and_row_alone(tokenizer, texts):
+    """Not on the batch a text lands in (length grouping, processes, workers, a resume mid-epoch all change
+    that), so a resumed run draws what the uninterrupted one would; a new epoch draws anew."""
+    collator = PretrainingCollator(tokenizer, 0.15, False, seed=3)
+    rows = [{**t, "epoch": 5} for t in texts[:48]]
+    together = collator(rows[:32])
+    apart = collator(rows[16:48])  # rows 16-31 again, beside other texts and at other positions
+    for i in range(16):
+        n = int(together["attention_mask"][16 + i].sum())  # the text's own length; the rest is padding
+        assert int(apart["attention_mask"][i].sum()) == n
+        assert torch.equal(together["labels"][16 + i, :n], apart["labels"][i, :n])
+        assert torch.equal(together["input_ids"][16 + i, :n], apart["input_ids"][i, :n])
+    next_epoch = collator([{**t, "epoch": 6} for t in texts[:32]])
+    assert not torch.equal(next_epoch["labels"], together["labels"])
+
+
 def test_sentence_order_pairs_are_swapped_half_the_time(tokenizer, texts):
     batches = masked_batches(tokenizer, texts, 0.15, sentence_order=True)
     order = torch.cat([b["sentence_order_label"] for b in batches])
