@@ -235,7 +235,11 @@ class TextCorpusDataModule(LightningDataModule):
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the tokenizer's files, so a resumed run reads texts with the very tokenizer
         its weights were trained with (one trained anew is not promised to be the same)."""
-        return {"tokenizer_files": tokenizer_files(self.tokenizer)}
+        return {"tokenizer_files": self._tokenizer_files}
+
+    @cached_property
+    def _tokenizer_files(self) -> dict[str, bytes]:
+        return tokenizer_files(self.tokenizer)  # once, not at every checkpoint
 
 
 def read_texts(path: str, column: str, encoding: str, key: str) -> list[str]:
