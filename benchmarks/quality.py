@@ -24,10 +24,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import yaml
+
 from lightning_albert.history import read_run
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"
+PRETRAIN_STEPS = yaml.safe_load((REPO / "configs" / "pretrain.yaml").read_text())["trainer"]["max_steps"]
 DATASETS = ("financial_phrasebank_allagree", "tweeteval_emotion", "sst5")
 
 
@@ -44,8 +47,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None) -> dict:
-    """One seed on one data set: the report.json figures of ALBERT and of the baseline, and the CPU spent."""
+def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None, steps: int | None = None) -> dict:
+    """One seed on one data set: the report.json figures of ALBERT and of the baseline, and the CPU spent.
+
+    `steps` overrides configs/pretrain.yaml's budget (trainer.max_steps), to measure a longer one on validation.
+    """
     files = DATA / dataset
     started, wall = cpu_seconds(), time.perf_counter()
     extra = []
@@ -53,7 +59,8 @@ def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None
         cli(
             "pretrain", "--config", "configs/pretrain.yaml", "--seed_everything", str(seed),
             "--data.train_file", str(files / "train.csv"), "--trainer.default_root_dir", str(work / "pretrain"),
-            "--trainer.enable_progress_bar", "false", threads=threads,
+            "--trainer.enable_progress_bar", "false", *(["--trainer.max_steps", str(steps)] if steps else []),
+            threads=threads,
         )  # fmt: skip
         (export,) = (work / "pretrain").glob("lightning_logs/version_*/hf_model")
         extra = ["--model.pretrained", str(export)]
@@ -92,16 +99,18 @@ def merged(earlier: list[dict], new: list[dict]) -> list[dict]:
     return sorted(earlier + new, key=lambda r: (DATASETS.index(r["dataset"]), r["seed"]))
 
 
-def table(results: list[dict]) -> str:
+def table(results: list[dict], split: str = "test") -> str:
+    """Means and ranges over seeds on the test split, or on the validation split (where recipes are chosen)."""
+    ours, theirs = {"test": ("albert", "baseline"), "validation": ("albert_validation", "baseline_validation")}[split]
     lines = [
-        "| data set | offline default, test accuracy | macro-F1 | TF-IDF + LR, test accuracy | macro-F1 | beats it? "
-        "| CPU min per run (pretrain + fit) | baseline fit s |",
+        f"| data set | offline default, {split} accuracy | macro-F1 | TF-IDF + LR, {split} accuracy | macro-F1 "
+        "| beats it? | CPU min per run (pretrain + fit) | baseline fit s |",
         "|---|---:|---:|---:|---:|:-:|---:|---:|",
     ]
     for dataset in dict.fromkeys(r["dataset"] for r in results):
         rows = [r for r in results if r["dataset"] == dataset]
-        (acc, acc_cell), (f1, f1_cell) = _spread(rows, "albert", "accuracy"), _spread(rows, "albert", "f1")
-        (b_acc, b_acc_cell), (b_f1, b_f1_cell) = _spread(rows, "baseline", "accuracy"), _spread(rows, "baseline", "f1")
+        (acc, acc_cell), (f1, f1_cell) = _spread(rows, ours, "accuracy"), _spread(rows, ours, "f1")
+        (b_acc, b_acc_cell), (b_f1, b_f1_cell) = _spread(rows, theirs, "accuracy"), _spread(rows, theirs, "f1")
         beats = {(True, True): "yes", (True, False): "accuracy only", (False, True): "F1 only"}.get(
             (acc > b_acc, f1 > b_f1), "no"
         )
@@ -131,6 +140,7 @@ def main() -> None:
         "--jobs", type=int, default=1, help="runs at once, each in its own process (CPU time is counted per run)"
     )
     parser.add_argument("--threads", type=int, help="torch threads per run (OMP_NUM_THREADS); default torch's")
+    parser.add_argument("--pretrain_steps", type=int, help="pretraining budget instead of configs/pretrain.yaml's")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
     parser.add_argument(
         "--merge", type=Path, help="an earlier run's .json (same recipe, other seeds): its rows join this table"
@@ -143,7 +153,10 @@ def main() -> None:
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
     with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(args.jobs) as pool:
         pretrain = not args.no_pretrain
-        futures = [pool.submit(run, d, s, Path(work) / f"{d}-{s}", pretrain, args.threads) for d, s in jobs]
+        futures = [
+            pool.submit(run, d, s, Path(work) / f"{d}-{s}", pretrain, args.threads, args.pretrain_steps)
+            for d, s in jobs
+        ]
         results = []
         for future in futures:
             results.append(future.result())
@@ -151,12 +164,15 @@ def main() -> None:
     results = merged(earlier, results)
     seeds = sorted({r["seed"] for r in results})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
+    recipe = f"pretrain ({args.pretrain_steps or PRETRAIN_STEPS} steps) + " if not args.no_pretrain else ""
     text = (
         f"Test scores, mean (min-max) over seeds {', '.join(map(str, seeds))}; "
-        f"{'pretrain + ' if not args.no_pretrain else ''}fit with configs/offline.yaml; {stamp} UTC, 2 CPU cores"
+        f"{recipe}fit with configs/offline.yaml; {stamp} UTC, 2 CPU cores"
         + (f" (seeds {', '.join(map(str, sorted({r['seed'] for r in earlier})))} from {args.merge})" if earlier else "")
         + ".\n\n"
         + table(results)
+        + "\n\nThe validation split, where recipes are chosen (best checkpoint's epoch):\n\n"
+        + table(results, "validation")
         + "\n"
     )
     print(text)

@@ -49,6 +49,8 @@ def test_quality_table_merges_sittings_into_means_and_ranges_over_seeds():
         return {
             "dataset": dataset, "seed": seed, "albert": {"accuracy": accuracy, "f1": f1},
             "baseline": {"accuracy": 0.6, "f1": 0.5}, "baseline_fit_seconds": 1.0,
+            "albert_validation": {"accuracy": accuracy - 0.1, "f1": f1 + 0.1},
+            "baseline_validation": {"accuracy": 0.7, "f1": 0.5},
             "cpu_seconds": 600.0 * seed, "pretrain_cpu_seconds": 60.0 * seed,
         }  # fmt: skip
 
@@ -67,6 +69,10 @@ def test_quality_table_merges_sittings_into_means_and_ranges_over_seeds():
     assert sst5.split(" | ")[1:] == [
         "0.700 (0.600-0.800)", "0.490 (0.440-0.520)", "0.600 (0.600-0.600)", "0.500 (0.500-0.500)",
         "accuracy only", "20.0 (2.0 + 18.0)", "1.0 |",
+    ]  # fmt: skip
+    sst5 = next(line for line in table(rows, "validation").splitlines() if line.startswith("| sst5 "))
+    assert sst5.split(" | ")[1:6] == [
+        "0.600 (0.500-0.700)", "0.590 (0.540-0.620)", "0.700 (0.700-0.700)", "0.500 (0.500-0.500)", "F1 only"
     ]  # fmt: skip
     with pytest.raises(ValueError, match="sst5"):
         merged(earlier, [row("sst5", 1, 0.5, 0.5)])
