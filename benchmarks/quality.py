@@ -143,6 +143,12 @@ def main() -> None:
     parser.add_argument("--pretrain_steps", type=int, help="pretraining budget instead of configs/pretrain.yaml's")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
     parser.add_argument(
+        "--keep",
+        type=Path,
+        help="keep the run folders here (pretraining exports, to fine-tune them again); default: "
+        "a temporary folder, removed at the end",
+    )
+    parser.add_argument(
         "--merge", type=Path, help="an earlier run's .json (same recipe, other seeds): its rows join this table"
     )
     args = parser.parse_args()
@@ -151,7 +157,8 @@ def main() -> None:
         parser.error(f"--merge {args.merge} already holds {clash}: run other seeds, or leave it out")
     # The largest data set first, so that two workers finish together rather than one waiting on the last run.
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
-    with tempfile.TemporaryDirectory() as work, ProcessPoolExecutor(args.jobs) as pool:
+    with tempfile.TemporaryDirectory() as scratch, ProcessPoolExecutor(args.jobs) as pool:
+        work = args.keep or scratch
         pretrain = not args.no_pretrain
         futures = [
             pool.submit(run, d, s, Path(work) / f"{d}-{s}", pretrain, args.threads, args.pretrain_steps)
