@@ -8,6 +8,7 @@ from weights that already model the domain; with `model.pretrained: albert-base-
 command continues the pretraining of a published model on in-domain text.
 """
 
+import json
 import random
 import tempfile
 import warnings
@@ -50,6 +51,7 @@ from lightning_albert.token_cache import TokenArrays
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
 EXPORT_FOLDER = "hf_model"
+PRETRAINING_RECORD = "pretraining.json"  # beside the weights in the export
 DESCRIPTION = (
     "Pretrain ALBERT on unlabelled text (masked-language modelling with n-gram masking, optional sentence-order "
     "prediction) and export it for `fit --model.pretrained <export>`."
@@ -449,14 +451,28 @@ class PretrainCLI(LightningCLI):
 
 def export_best(trainer, model: AlbertPretrainer, tokenizer: PreTrainedTokenizerBase, run: Path) -> Path:
     """Write the best checkpoint's model (or the last weights, without one) and the tokenizer with
-    `save_pretrained` into `<run>/hf_model`."""
+    `save_pretrained` into `<run>/hf_model`, and PRETRAINING_RECORD: which step it is and how it scored, so a reader
+    (and `tune`, which picks its search space by it) can tell a small self-pretrained model from a hub one."""
     checkpoint = trainer.checkpoint_callback
     best = checkpoint and checkpoint.best_model_path
+    step, score = trainer.global_step, checkpoint.best_model_score if best else None
     if best:
-        model.load_state_dict(load_checkpoint(best)["state_dict"])
+        saved = load_checkpoint(best)
+        model.load_state_dict(saved["state_dict"])
+        step = saved["global_step"]
     folder = run / EXPORT_FOLDER
     model.model.save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    record = {
+        "made_by": "python -m lightning_albert pretrain",
+        "run": str(run),
+        "checkpoint": best or None,
+        "global_step": step,
+        "max_steps": trainer.max_steps,
+        "best_val_loss": None if score is None else float(score),
+        "continued_from": model.hparams.pretrained,
+    }
+    (folder / PRETRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n")
     return folder
 
 

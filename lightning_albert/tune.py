@@ -28,6 +28,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning_albert.cli import AlbertCLI, _input_error
 from lightning_albert.errors import InputError
 from lightning_albert.files import atomic_write
+from lightning_albert.pretrain import PRETRAINING_RECORD
 
 # What each distribution of a search-space entry needs, and what it may also have.
 REQUIRED = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
@@ -74,7 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         "--search_space",
         help="YAML mapping dotted fit keys to distributions, e.g. `model.learning_rate: {type: float, low: 1.0e-4, "
         "high: 3.0e-3, log: true}` (types: float, int with low/high and optional log/step; categorical with "
-        "choices). Default: the shipped offline.yaml, or pretrained.yaml when the config sets model.pretrained",
+        "choices). Default: the shipped offline.yaml; self_pretrained.yaml when model.pretrained is an export of "
+        "`pretrain`; pretrained.yaml for another model.pretrained (e.g. albert-base-v2)",
     )
     parser.add_argument("--output", help="folder of the study, its table and best.yaml (default: runs/tune/<stem>)")
     parser.add_argument("--n_trials", type=int, default=20, help="trials in the study, counting earlier runs of it")
@@ -175,7 +177,15 @@ def fit_in_process(args: list[str], callbacks: list[Callback] = ()) -> AlbertCLI
 
 
 def default_search_space(resolved: dict[str, Any]) -> Path:
-    name = "pretrained.yaml" if resolved["model"].get("pretrained") else "offline.yaml"
+    """From-scratch ranges without model.pretrained; for an export of `pretrain` (a small model that still needs
+    from-scratch learning rates and many epochs) ranges around configs/offline.yaml; else BERT fine-tuning's."""
+    pretrained = resolved["model"].get("pretrained")
+    if not pretrained:
+        name = "offline.yaml"
+    elif (Path(pretrained) / PRETRAINING_RECORD).is_file():
+        name = "self_pretrained.yaml"
+    else:
+        name = "pretrained.yaml"
     return Path(str(resources.files("lightning_albert") / "search_spaces" / name))
 
 

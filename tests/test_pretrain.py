@@ -147,6 +147,10 @@ def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path
     best_weights = torch.load(best, weights_only=True)["state_dict"]
     for key, value in load_file(export / "model.safetensors").items():  # the export is the best checkpoint
         assert torch.equal(best_weights[f"model.{key}"], value), key
+    record = json.loads((export / "pretraining.json").read_text())  # ...and says which, with its score
+    saved = torch.load(best, weights_only=True)
+    assert (record["checkpoint"], record["global_step"]) == (str(best), saved["global_step"])
+    assert record["best_val_loss"] == pytest.approx(min(float(row["val_loss"]) for row in logged))
 
     # Step 2 of the offline default, as its config's header says (its model.config is for fits without pretraining).
     fit = ["fit", "--config", str(REPO / "configs" / "offline.yaml"), "--model.pretrained", str(export),

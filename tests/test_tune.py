@@ -110,13 +110,23 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
 
 
 @pytest.mark.parametrize(
-    ("config", "space"), [("quickstart.yaml", "offline.yaml"), ("albert-base-v2.yaml", "pretrained.yaml")]
+    ("config", "export", "space"),
+    [
+        ("quickstart.yaml", None, "offline.yaml"),
+        ("albert-base-v2.yaml", None, "pretrained.yaml"),
+        ("offline.yaml", "pretraining.json", "self_pretrained.yaml"),  # step 2 of the offline default
+        ("offline.yaml", "config.json", "pretrained.yaml"),  # a folder that `pretrain` did not write
+    ],
 )
-def test_shipped_search_spaces_fit_their_configs(config, space):
-    """The default space follows model.pretrained, and each of its keys is a setting fit takes."""
+def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path):
+    """The default space follows model.pretrained (an export of `pretrain` is known by its record), and each of
+    its keys is a setting fit takes."""
     from lightning_albert.tune import check_keys, default_search_space, read_search_space, resolved_config
 
     base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
+    if export:
+        (tmp_path / export).write_text("{}")
+        base["model"]["pretrained"] = str(tmp_path)
     resolved = resolved_config(base, config)
     path = default_search_space(resolved)
     assert path.name == space
