@@ -25,7 +25,7 @@ def render_card(run: RunHistory) -> str:
     parts = [_front_matter(run, name, base), f"# {name}\n"]
     if base:
         link = f"[{base}](https://huggingface.co/{base})" if not Path(str(base)).exists() else f"`{base}`"
-        parts.append(f"This model is a fine-tuned version of {link} on {_data_name(data)}.")
+        parts.append(f"This model is a fine-tuned version of {link} on {_data_name(data)}.{_pretraining(run)}")
     else:
         parts.append(f"This model is an ALBERT trained from scratch ({_architecture(model)}) on {_data_name(data)}.")
     if best is not None:
@@ -286,6 +286,22 @@ def _data_section(data: dict, facts: dict) -> str:
         )
     lines.append(f"- Texts are truncated to {data.get('max_length', 128)} tokens.")
     return "\n".join(lines)
+
+
+def _pretraining(run: RunHistory) -> str:
+    """What pretrained the starting weights, from the record of `pretrain` (run_folder.py keeps it in the facts)."""
+    record = run.facts.get("pretraining")
+    if not record:
+        return ""
+    texts = " and ".join(f"`{Path(p).name}`" for p in record.get("texts") or []) or "unlabelled text"
+    loss = record.get("best_val_loss")
+    scored = f", held-out masked-language loss {loss:.4f}" if loss is not None else ""
+    budget = f" of {record['max_steps']}" if record.get("max_steps") else ""
+    return (
+        f" Those weights were pretrained by `python -m lightning_albert pretrain` (masked-language modelling) on "
+        f"{texts} ({record.get('train_texts', '?')} texts): the checkpoint of step {record.get('global_step', '?')}"
+        f"{budget}{scored}."
+    )
 
 
 def _monitor(run: RunHistory) -> str:

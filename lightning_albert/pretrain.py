@@ -8,7 +8,6 @@ from weights that already model the domain; with `model.pretrained: albert-base-
 command continues the pretraining of a published model on in-domain text.
 """
 
-import json
 import random
 import tempfile
 import warnings
@@ -35,6 +34,7 @@ from lightning_albert.errors import InputError
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.masking import IGNORE, PretrainingCollator
 from lightning_albert.model import adamw_with_schedule, albert_config, check_scheduler_type, load_pretrained
+from lightning_albert.provenance import write_pretraining_record
 from lightning_albert.resume import (
     LastCheckpoint,
     RestoreTrainingOrder,
@@ -51,7 +51,6 @@ from lightning_albert.token_cache import TokenArrays
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
 EXPORT_FOLDER = "hf_model"
-PRETRAINING_RECORD = "pretraining.json"  # beside the weights in the export
 DESCRIPTION = (
     "Pretrain ALBERT on unlabelled text (masked-language modelling with n-gram masking, optional sentence-order "
     "prediction) and export it for `fit --model.pretrained <export>`."
@@ -449,10 +448,10 @@ class PretrainCLI(LightningCLI):
         return trainer
 
 
-def export_best(trainer, model: AlbertPretrainer, tokenizer: PreTrainedTokenizerBase, run: Path) -> Path:
+def export_best(trainer, model: AlbertPretrainer, data: TextCorpusDataModule, run: Path) -> Path:
     """Write the best checkpoint's model (or the last weights, without one) and the tokenizer with
-    `save_pretrained` into `<run>/hf_model`, and PRETRAINING_RECORD: which step it is and how it scored, so a reader
-    (and `tune`, which picks its search space by it) can tell a small self-pretrained model from a hub one."""
+    `save_pretrained` into `<run>/hf_model`, with a record (provenance.py) of what it was pretrained on, which step
+    it is and how it scored: `tune` picks its search space by it, and a fit's card cites it."""
     checkpoint = trainer.checkpoint_callback
     best = checkpoint and checkpoint.best_model_path
     step, score = trainer.global_step, checkpoint.best_model_score if best else None
@@ -462,17 +461,20 @@ def export_best(trainer, model: AlbertPretrainer, tokenizer: PreTrainedTokenizer
         step = saved["global_step"]
     folder = run / EXPORT_FOLDER
     model.model.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
+    data.tokenizer.save_pretrained(folder)
     record = {
         "made_by": "python -m lightning_albert pretrain",
         "run": str(run),
+        "texts": [path for path in (data.hparams.text_file, data.hparams.train_file) if path],
+        "train_texts": len(data.split("train")),
+        "validation_texts": len(data.split("validation")),
         "checkpoint": best or None,
         "global_step": step,
-        "max_steps": trainer.max_steps,
+        "max_steps": trainer.max_steps if trainer.max_steps > 0 else None,  # -1: a budget of epochs
         "best_val_loss": None if score is None else float(score),
         "continued_from": model.hparams.pretrained,
     }
-    (folder / PRETRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    write_pretraining_record(folder, record)
     return folder
 
 
@@ -486,7 +488,7 @@ def main(argv: list[str]) -> None:
     run = Path(cli.trainer.log_dir)  # on every process: it broadcasts from rank 0, so rank 0 alone would hang
     if not cli.trainer.is_global_zero:
         return
-    export = export_best(cli.trainer, cli.model, cli.datamodule.tokenizer, run)
+    export = export_best(cli.trainer, cli.model, cli.datamodule, run)
     best = cli.trainer.checkpoint_callback.best_model_score
     score = f" (best val_loss {float(best):.4f})" if best is not None else ""
     print(f"\nPretrained{score}; export: {export}")

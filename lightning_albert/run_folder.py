@@ -17,6 +17,7 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning_albert.checkpoints import load_checkpoint
 from lightning_albert.export import export_checkpoint
 from lightning_albert.files import atomic_write
+from lightning_albert.provenance import pretraining_record
 from lightning_albert.report import write_report
 from lightning_albert.resume import continued_report, run_folder_of
 
@@ -56,6 +57,8 @@ class RunFolderWriter(Callback):
                 "train_examples": len(data.split("train")),
                 "validation_examples": len(data.split("validation")),
                 "vocab_size": data.vocab_size,
+                # What pretrained the starting weights, when `pretrain` did: kept, as its export may be removed.
+                "pretraining": pretraining_record(pl_module.hparams.get("pretrained")),
             },
             "evaluations": [],
         }

@@ -28,7 +28,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning_albert.cli import AlbertCLI, _input_error
 from lightning_albert.errors import InputError
 from lightning_albert.files import atomic_write
-from lightning_albert.pretrain import PRETRAINING_RECORD
+from lightning_albert.provenance import pretraining_record
 
 # What each distribution of a search-space entry needs, and what it may also have.
 REQUIRED = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
@@ -182,7 +182,7 @@ def default_search_space(resolved: dict[str, Any]) -> Path:
     pretrained = resolved["model"].get("pretrained")
     if not pretrained:
         name = "offline.yaml"
-    elif (Path(pretrained) / PRETRAINING_RECORD).is_file():
+    elif pretraining_record(pretrained) is not None:
         name = "self_pretrained.yaml"
     else:
         name = "pretrained.yaml"

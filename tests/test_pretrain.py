@@ -2,6 +2,7 @@
 exports, with its tokenizer."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -164,6 +165,16 @@ def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path
     assert_same_encoder(cli.model, export, new=set())
     main(fit)  # and fit runs from it
     assert only_run(tmp_path / "fit").joinpath("checkpoints", "last.ckpt").is_file()
+    # Its card says what pretrained the weights, from the record, even once the export is gone.
+    shutil.rmtree(export)
+    main(["report", str(only_run(tmp_path / "fit"))])
+    card = only_run(tmp_path / "fit").joinpath("README.md").read_text()
+    assert (
+        f"pretrained by `python -m lightning_albert pretrain` (masked-language modelling) on `texts.txt` "
+        f"({record['train_texts']} texts): the checkpoint of step {saved['global_step']} of 4000, held-out "
+        f"masked-language loss {record['best_val_loss']:.4f}." in card
+    )
+    assert record["train_texts"] + record["validation_texts"] == 300 and record["texts"] == [str(texts)]
 
 
 def assert_same_encoder(model: AlbertClassifier, export, new: set[str]) -> None:

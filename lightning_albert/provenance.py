@@ -1,0 +1,27 @@
+"""Where a model's weights came from: the record `pretrain` leaves beside its export.
+
+`tune` picks its search space by it (a small self-pretrained model still wants from-scratch learning rates) and
+the model card of a fit from that export says what pretrained it.
+"""
+
+import json
+from pathlib import Path
+from typing import Any
+
+PRETRAINING_RECORD = "pretraining.json"
+
+
+def write_pretraining_record(folder: Path, record: dict[str, Any]) -> None:
+    (folder / PRETRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+
+
+def pretraining_record(source: str | Path | None) -> dict[str, Any] | None:
+    """The record of an export of `pretrain`; None for a hub name, another folder, or a folder since removed."""
+    path = Path(str(source)) / PRETRAINING_RECORD if source else None
+    if path is None or not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None
