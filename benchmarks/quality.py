@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -47,15 +48,29 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None, steps: int | None = None) -> dict:
+def run(
+    dataset: str,
+    seed: int,
+    work: Path,
+    pretrain: bool,
+    threads: int | None,
+    steps: int | None = None,
+    fit_args: list[str] = (),
+    reuse: Path | None = None,
+) -> dict:
     """One seed on one data set: the report.json figures of ALBERT and of the baseline, and the CPU spent.
 
-    `steps` overrides configs/pretrain.yaml's budget (trainer.max_steps), to measure a longer one on validation.
+    `steps` overrides configs/pretrain.yaml's budget (trainer.max_steps), to measure a longer one on validation;
+    `fit_args` are more fit arguments (a fine-tuning lever); `reuse` is the --keep folder of an earlier sitting,
+    whose pretraining export of this data set and seed is fine-tuned instead of pretraining again.
     """
     files = DATA / dataset
     started, wall = cpu_seconds(), time.perf_counter()
     extra = []
-    if pretrain:
+    if reuse:
+        (export,) = (reuse / work.name / "pretrain").glob("lightning_logs/version_*/hf_model")
+        extra = ["--model.pretrained", str(export)]
+    elif pretrain:
         cli(
             "pretrain", "--config", "configs/pretrain.yaml", "--seed_everything", str(seed),
             "--data.train_file", str(files / "train.csv"), "--trainer.default_root_dir", str(work / "pretrain"),
@@ -69,7 +84,7 @@ def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None
         "fit", "--config", "configs/offline.yaml", "--seed_everything", str(seed),
         "--data.train_file", str(files / "train.csv"), "--data.validation_file", str(files / "validation.csv"),
         "--data.test_file", str(files / "test.csv"), "--trainer.default_root_dir", str(work / "fit"),
-        "--trainer.enable_progress_bar", "false", *extra, threads=threads,
+        "--trainer.enable_progress_bar", "false", *extra, *fit_args, threads=threads,
     )  # fmt: skip
     (folder,) = (work / "fit").glob("lightning_logs/version_*")
     report = json.loads((folder / "report.json").read_text())
@@ -82,7 +97,7 @@ def run(dataset: str, seed: int, work: Path, pretrain: bool, threads: int | None
         "baseline": report["baseline"]["test"]["metrics"],
         "baseline_fit_seconds": report["baseline"]["fit_seconds"],
         "cpu_seconds": cpu_seconds() - started,
-        "pretrain_cpu_seconds": pretrain_cpu,
+        "pretrain_cpu_seconds": None if reuse else pretrain_cpu,
         "wall_seconds": time.perf_counter() - wall,
     }
 
@@ -115,11 +130,13 @@ def table(results: list[dict], split: str = "test") -> str:
             (acc > b_acc, f1 > b_f1), "no"
         )
         cpu = statistics.mean(r["cpu_seconds"] for r in rows) / 60
-        pre = statistics.mean(r["pretrain_cpu_seconds"] for r in rows) / 60
+        reused = any(r["pretrain_cpu_seconds"] is None for r in rows)
+        pre = 0.0 if reused else statistics.mean(r["pretrain_cpu_seconds"] for r in rows) / 60
         seconds = statistics.mean(r["baseline_fit_seconds"] for r in rows)
         lines.append(
-            f"| {dataset} | {acc_cell} | {f1_cell} | {b_acc_cell} | {b_f1_cell} | {beats} | {cpu:.1f} ({pre:.1f} + "
-            f"{cpu - pre:.1f}) | {seconds:.1f} |"
+            f"| {dataset} | {acc_cell} | {f1_cell} | {b_acc_cell} | {b_f1_cell} | {beats} | "
+            + (f"fit {cpu:.1f} (pretraining reused)" if reused else f"{cpu:.1f} ({pre:.1f} + {cpu - pre:.1f})")
+            + f" | {seconds:.1f} |"
         )
     return "\n".join(lines)
 
@@ -141,6 +158,12 @@ def main() -> None:
     )
     parser.add_argument("--threads", type=int, help="torch threads per run (OMP_NUM_THREADS); default torch's")
     parser.add_argument("--pretrain_steps", type=int, help="pretraining budget instead of configs/pretrain.yaml's")
+    parser.add_argument(
+        "--fit_args", default="", help='more fit arguments, one string, e.g. "--model.learning_rate 1e-4"'
+    )
+    parser.add_argument(
+        "--reuse", type=Path, help="an earlier sitting's --keep folder: fine-tune its pretraining exports again"
+    )
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
     parser.add_argument(
         "--keep",
@@ -161,7 +184,17 @@ def main() -> None:
         work = args.keep or scratch
         pretrain = not args.no_pretrain
         futures = [
-            pool.submit(run, d, s, Path(work) / f"{d}-{s}", pretrain, args.threads, args.pretrain_steps)
+            pool.submit(
+                run,
+                d,
+                s,
+                Path(work) / f"{d}-{s}",
+                pretrain,
+                args.threads,
+                args.pretrain_steps,
+                shlex.split(args.fit_args),
+                args.reuse,
+            )
             for d, s in jobs
         ]
         results = []
@@ -172,9 +205,11 @@ def main() -> None:
     seeds = sorted({r["seed"] for r in results})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
     recipe = f"pretrain ({args.pretrain_steps or PRETRAIN_STEPS} steps) + " if not args.no_pretrain else ""
+    recipe = f"the pretraining of {args.reuse} + " if args.reuse else recipe
+    recipe += "fit with configs/offline.yaml" + (f" {args.fit_args}" if args.fit_args else "")
     text = (
         f"Test scores, mean (min-max) over seeds {', '.join(map(str, seeds))}; "
-        f"{recipe}fit with configs/offline.yaml; {stamp} UTC, 2 CPU cores"
+        f"{recipe}; {stamp} UTC, 2 CPU cores"
         + (f" (seeds {', '.join(map(str, sorted({r['seed'] for r in earlier})))} from {args.merge})" if earlier else "")
         + ".\n\n"
         + table(results)

@@ -74,5 +74,7 @@ def test_quality_table_merges_sittings_into_means_and_ranges_over_seeds():
     assert sst5.split(" | ")[1:6] == [
         "0.600 (0.500-0.700)", "0.590 (0.540-0.620)", "0.700 (0.700-0.700)", "0.500 (0.500-0.500)", "F1 only"
     ]  # fmt: skip
+    reused = [{**r, "pretrain_cpu_seconds": None} for r in rows]  # --reuse: fine-tuning an earlier sitting's exports
+    assert table(reused).splitlines()[-1].split(" | ")[-2] == "fit 20.0 (pretraining reused)"
     with pytest.raises(ValueError, match="sst5"):
         merged(earlier, [row("sst5", 1, 0.5, 0.5)])
