@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import torch
+import yaml
 from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, REPO, TINY_ALBERT, only_run, read_csv, run_cli
 from safetensors.torch import load_file, save_file
 from transformers import AlbertConfig, AlbertForMaskedLM
@@ -169,9 +170,10 @@ def test_pretrain_then_fit_loads_every_encoder_weight_and_the_tokenizer(tmp_path
     shutil.rmtree(export)
     main(["report", str(only_run(tmp_path / "fit"))])
     card = only_run(tmp_path / "fit").joinpath("README.md").read_text()
+    budget = yaml.safe_load((REPO / "configs" / "pretrain.yaml").read_text())["trainer"]["max_steps"]
     assert (
         f"pretrained by `python -m lightning_albert pretrain` (masked-language modelling) on `texts.txt` "
-        f"({record['train_texts']} texts): the checkpoint of step {saved['global_step']} of 4000, held-out "
+        f"({record['train_texts']} texts): the checkpoint of step {saved['global_step']} of {budget}, held-out "
         f"masked-language loss {record['best_val_loss']:.4f}." in card
     )
     assert record["train_texts"] + record["validation_texts"] == 300 and record["texts"] == [str(texts)]
