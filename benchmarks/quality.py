@@ -3,6 +3,7 @@
     python benchmarks/quality.py --jobs 2 --threads 1               # 3 data sets x seeds 1 2 3, two at a time
     python benchmarks/quality.py --datasets sst5 --seeds 1 --output /tmp/quality.md
     python benchmarks/quality.py --seeds 2 3 --merge benchmarks/results/quality.json   # add seeds to a table
+    python benchmarks/quality.py --seeds --merge a.json b.json --output c.md   # tables of runs made apart
 
 Each run is what README tells a user to type: `pretrain` on the training texts (configs/pretrain.yaml), then
 `fit --config configs/offline.yaml --model.pretrained <its export>`, with the data files on the command line.
@@ -151,7 +152,9 @@ def _spread(rows: list[dict], model: str, metric: str) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument(
+        "--seeds", type=int, nargs="*", default=[1, 2, 3], help="`--seeds` alone, with --merge: only the tables"
+    )
     parser.add_argument("--no_pretrain", action="store_true", help="fit configs/offline.yaml from scratch")
     parser.add_argument(
         "--jobs", type=int, default=1, help="runs at once, each in its own process (CPU time is counted per run)"
@@ -172,12 +175,22 @@ def main() -> None:
         "a temporary folder, removed at the end",
     )
     parser.add_argument(
-        "--merge", type=Path, help="an earlier run's .json (same recipe, other seeds): its rows join this table"
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=[],
+        help="earlier runs' .json files (same recipe, other data sets or seeds): their rows join this table",
     )
     args = parser.parse_args()
-    earlier = json.loads(args.merge.read_text()) if args.merge else []
+    if not args.seeds and not args.merge:
+        parser.error("nothing to do: give --seeds, or --merge files whose tables to write")
+    earlier = []
+    for path in args.merge:
+        earlier = merged(earlier, json.loads(path.read_text()))
     if clash := already_run(earlier, [(d, s) for d in args.datasets for s in args.seeds]):
-        parser.error(f"--merge {args.merge} already holds {clash}: run other seeds, or leave it out")
+        parser.error(
+            f"--merge {' '.join(map(str, args.merge))} already holds {clash}: run other seeds, or leave it out"
+        )
     # The largest data set first, so that two workers finish together rather than one waiting on the last run.
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
     with tempfile.TemporaryDirectory() as scratch, ProcessPoolExecutor(args.jobs) as pool:
@@ -210,7 +223,7 @@ def main() -> None:
     text = (
         f"Test scores, mean (min-max) over seeds {', '.join(map(str, seeds))}; "
         f"{recipe}; {stamp} UTC, 2 CPU cores"
-        + (f" (seeds {', '.join(map(str, sorted({r['seed'] for r in earlier})))} from {args.merge})" if earlier else "")
+        + (f" ({len(earlier)} runs from {', '.join(map(str, args.merge))})" if earlier else "")
         + ".\n\n"
         + table(results)
         + "\n\nThe validation split, where recipes are chosen (best checkpoint's epoch):\n\n"
