@@ -177,12 +177,14 @@ def fit_in_process(args: list[str], callbacks: list[Callback] = ()) -> AlbertCLI
 
 
 def default_search_space(resolved: dict[str, Any]) -> Path:
-    """From-scratch ranges without model.pretrained; for an export of `pretrain` (a small model that still needs
-    from-scratch learning rates and many epochs) ranges around configs/offline.yaml; else BERT fine-tuning's."""
+    """From-scratch ranges without model.pretrained; for an export of `pretrain` from scratch (a small model that
+    still needs from-scratch learning rates and many epochs) ranges around configs/offline.yaml; else BERT
+    fine-tuning's, also for a published model whose pretraining `pretrain` continued."""
     pretrained = resolved["model"].get("pretrained")
+    record = pretraining_record(pretrained)
     if not pretrained:
         name = "offline.yaml"
-    elif pretraining_record(pretrained) is not None:
+    elif record is not None and not record.get("continued_from"):
         name = "self_pretrained.yaml"
     else:
         name = "pretrained.yaml"

@@ -1,6 +1,7 @@
 """`tune`: trials are real fit runs, the table and best.yaml agree with their folders, and the study resumes."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
@@ -114,8 +115,9 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
     [
         ("quickstart.yaml", None, "offline.yaml"),
         ("albert-base-v2.yaml", None, "pretrained.yaml"),
-        ("offline.yaml", "pretraining.json", "self_pretrained.yaml"),  # step 2 of the offline default
-        ("offline.yaml", "config.json", "pretrained.yaml"),  # a folder that `pretrain` did not write
+        ("offline.yaml", ("pretraining.json", {"continued_from": None}), "self_pretrained.yaml"),  # offline default
+        ("offline.yaml", ("pretraining.json", {"continued_from": "albert-base-v2"}), "pretrained.yaml"),
+        ("offline.yaml", ("config.json", {}), "pretrained.yaml"),  # a folder that `pretrain` did not write
     ],
 )
 def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path):
@@ -125,7 +127,7 @@ def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path
 
     base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
     if export:
-        (tmp_path / export).write_text("{}")
+        (tmp_path / export[0]).write_text(json.dumps(export[1]))
         base["model"]["pretrained"] = str(tmp_path)
     resolved = resolved_config(base, config)
     path = default_search_space(resolved)
