@@ -69,8 +69,7 @@ def run(
     started, wall = cpu_seconds(), time.perf_counter()
     extra = []
     if reuse:
-        (export,) = (reuse / work.name / "pretrain").glob("lightning_logs/version_*/hf_model")
-        extra = ["--model.pretrained", str(export)]
+        extra = ["--model.pretrained", str(kept_export(reuse / work.name / "pretrain"))]
     elif pretrain:
         cli(
             "pretrain", "--config", "configs/pretrain.yaml", "--seed_everything", str(seed),
@@ -78,8 +77,7 @@ def run(
             "--trainer.enable_progress_bar", "false", *(["--trainer.max_steps", str(steps)] if steps else []),
             threads=threads,
         )  # fmt: skip
-        (export,) = (work / "pretrain").glob("lightning_logs/version_*/hf_model")
-        extra = ["--model.pretrained", str(export)]
+        extra = ["--model.pretrained", str(kept_export(work / "pretrain"))]
     pretrain_cpu = cpu_seconds() - started
     cli(
         "fit", "--config", "configs/offline.yaml", "--seed_everything", str(seed),
@@ -101,6 +99,16 @@ def run(
         "pretrain_cpu_seconds": None if reuse else pretrain_cpu,
         "wall_seconds": time.perf_counter() - wall,
     }
+
+
+def kept_export(root: Path) -> Path:
+    """The one pretraining export under a pretrain root folder; a missing or ambiguous one is named, not unpacked."""
+    exports = sorted(root.glob("lightning_logs/version_*/hf_model"))
+    if len(exports) != 1:
+        raise SystemExit(
+            f"{root}: expected one pretraining export (lightning_logs/version_*/hf_model), found {len(exports)}"
+        )
+    return exports[0]
 
 
 def already_run(rows: list[dict], jobs: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -191,6 +199,8 @@ def main() -> None:
         parser.error(
             f"--merge {' '.join(map(str, args.merge))} already holds {clash}: run other seeds, or leave it out"
         )
+    for d, s in [(d, s) for d in args.datasets for s in args.seeds] if args.reuse else []:
+        kept_export(args.reuse / f"{d}-{s}" / "pretrain")  # before any run starts, not when a worker gets there
     # The largest data set first, so that two workers finish together rather than one waiting on the last run.
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
     with tempfile.TemporaryDirectory() as scratch, ProcessPoolExecutor(args.jobs) as pool:

@@ -78,3 +78,13 @@ def test_quality_table_merges_sittings_into_means_and_ranges_over_seeds():
     assert table(reused).splitlines()[-1].split(" | ")[-2] == "fit 20.0 (pretraining reused)"
     with pytest.raises(ValueError, match="sst5"):
         merged(earlier, [row("sst5", 1, 0.5, 0.5)])
+
+
+def test_quality_reuse_names_a_folder_without_one_export(tmp_path):
+    from benchmarks.quality import kept_export
+
+    with pytest.raises(SystemExit, match=f"{tmp_path}: expected one pretraining export .* found 0"):
+        kept_export(tmp_path)
+    export = tmp_path / "lightning_logs" / "version_0" / "hf_model"
+    export.mkdir(parents=True)
+    assert kept_export(tmp_path) == export
