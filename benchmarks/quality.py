@@ -58,12 +58,14 @@ def run(
     steps: int | None = None,
     fit_args: list[str] = (),
     reuse: Path | None = None,
+    pretrain_args: list[str] = (),
 ) -> dict:
     """One seed on one data set: the report.json figures of ALBERT and of the baseline, and the CPU spent.
 
     `steps` overrides configs/pretrain.yaml's budget (trainer.max_steps), to measure a longer one on validation;
-    `fit_args` are more fit arguments (a fine-tuning lever); `reuse` is the --keep folder of an earlier sitting,
-    whose pretraining export of this data set and seed is fine-tuned instead of pretraining again.
+    `fit_args` are more fit arguments (a fine-tuning lever), `pretrain_args` more pretrain ones; `reuse` is the
+    --keep folder of an earlier sitting, whose pretraining export of this data set and seed is fine-tuned
+    instead of pretraining again.
     """
     files = DATA / dataset
     started, wall = cpu_seconds(), time.perf_counter()
@@ -75,7 +77,7 @@ def run(
             "pretrain", "--config", "configs/pretrain.yaml", "--seed_everything", str(seed),
             "--data.train_file", str(files / "train.csv"), "--trainer.default_root_dir", str(work / "pretrain"),
             "--trainer.enable_progress_bar", "false", *(["--trainer.max_steps", str(steps)] if steps else []),
-            threads=threads,
+            *pretrain_args, threads=threads,
         )  # fmt: skip
         extra = ["--model.pretrained", str(kept_export(work / "pretrain"))]
     pretrain_cpu = cpu_seconds() - started
@@ -173,6 +175,9 @@ def main() -> None:
         "--fit_args", default="", help='more fit arguments, one string, e.g. "--model.learning_rate 1e-4"'
     )
     parser.add_argument(
+        "--pretrain_args", default="", help='more pretrain arguments, one string, e.g. "--model.learning_rate 1e-3"'
+    )
+    parser.add_argument(
         "--reuse", type=Path, help="an earlier sitting's --keep folder: fine-tune its pretraining exports again"
     )
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "quality.md")
@@ -201,6 +206,10 @@ def main() -> None:
         )
     for d, s in [(d, s) for d in args.datasets for s in args.seeds] if args.reuse else []:
         kept_export(args.reuse / f"{d}-{s}" / "pretrain")  # before any run starts, not when a worker gets there
+    more = f" {args.pretrain_args}" if args.pretrain_args else ""
+    pretraining = f"pretrain ({args.pretrain_steps or PRETRAIN_STEPS} steps{more}) + "
+    pretraining = f"the pretraining of {args.reuse} + " if args.reuse else "" if args.no_pretrain else pretraining
+    recipe = pretraining + "fit with configs/offline.yaml" + (f" {args.fit_args}" if args.fit_args else "")
     # The largest data set first, so that two workers finish together rather than one waiting on the last run.
     jobs = sorted(((d, s) for d in args.datasets for s in args.seeds), key=lambda j: -DATASETS.index(j[0]))
     with tempfile.TemporaryDirectory() as scratch, ProcessPoolExecutor(args.jobs) as pool:
@@ -217,19 +226,19 @@ def main() -> None:
                 args.pretrain_steps,
                 shlex.split(args.fit_args),
                 args.reuse,
+                shlex.split(args.pretrain_args),
             )
             for d, s in jobs
         ]
         results = []
         for future in futures:
-            results.append(future.result())
+            results.append({**future.result(), "recipe": recipe})
             print(json.dumps(results[-1]), flush=True)
     results = merged(earlier, results)
+    # Rows written before rows recorded their recipe are taken to be this sitting's (pass the same arguments).
+    recipe = "; ".join(dict.fromkeys(r.get("recipe", recipe) for r in results)) or recipe
     seeds = sorted({r["seed"] for r in results})
     stamp = time.strftime("%Y-%m-%d %H:%M", time.gmtime())
-    recipe = f"pretrain ({args.pretrain_steps or PRETRAIN_STEPS} steps) + " if not args.no_pretrain else ""
-    recipe = f"the pretraining of {args.reuse} + " if args.reuse else recipe
-    recipe += "fit with configs/offline.yaml" + (f" {args.fit_args}" if args.fit_args else "")
     text = (
         f"Test scores, mean (min-max) over seeds {', '.join(map(str, seeds))}; "
         f"{recipe}; {stamp} UTC, 2 CPU cores"

@@ -42,17 +42,19 @@ def test_summary_takes_medians_over_pooled_steps():
     assert s["mfu_real_tokens"] == pytest.approx(6 * 1000 * 128 / 1e11)
 
 
+def row(dataset, seed, accuracy, f1):
+    """One run's row as quality.py writes it."""
+    return {
+        "dataset": dataset, "seed": seed, "albert": {"accuracy": accuracy, "f1": f1},
+        "baseline": {"accuracy": 0.6, "f1": 0.5}, "baseline_fit_seconds": 1.0,
+        "albert_validation": {"accuracy": accuracy - 0.1, "f1": f1 + 0.1},
+        "baseline_validation": {"accuracy": 0.7, "f1": 0.5},
+        "cpu_seconds": 600.0 * seed, "pretrain_cpu_seconds": 60.0 * seed,
+    }  # fmt: skip
+
+
 def test_quality_table_merges_sittings_into_means_and_ranges_over_seeds():
     from benchmarks.quality import merged, table
-
-    def row(dataset, seed, accuracy, f1):
-        return {
-            "dataset": dataset, "seed": seed, "albert": {"accuracy": accuracy, "f1": f1},
-            "baseline": {"accuracy": 0.6, "f1": 0.5}, "baseline_fit_seconds": 1.0,
-            "albert_validation": {"accuracy": accuracy - 0.1, "f1": f1 + 0.1},
-            "baseline_validation": {"accuracy": 0.7, "f1": 0.5},
-            "cpu_seconds": 600.0 * seed, "pretrain_cpu_seconds": 60.0 * seed,
-        }  # fmt: skip
 
     earlier = [row("sst5", 1, 0.6, 0.52)]
     rows = merged(
@@ -88,3 +90,33 @@ def test_quality_reuse_names_a_folder_without_one_export(tmp_path):
     export = tmp_path / "lightning_logs" / "version_0" / "hf_model"
     export.mkdir(parents=True)
     assert kept_export(tmp_path) == export
+
+
+def test_quality_merged_table_names_the_recipes_its_rows_recorded(tmp_path, monkeypatch):
+    """Rows of sittings with other recipes are not passed off as this sitting's: the header names each."""
+    from benchmarks.quality import main
+
+    (tmp_path / "a.json").write_text(
+        json.dumps([{**row("sst5", 1, 0.6, 0.5), "recipe": "pretrain (8000 steps) + fit"}])
+    )
+    (tmp_path / "b.json").write_text(
+        json.dumps([{**row("sst5", 2, 0.6, 0.5), "recipe": "pretrain (4000 steps) + fit"}])
+    )
+    output = tmp_path / "merged.md"
+    argv = [
+        "quality.py",
+        "--seeds",
+        "--merge",
+        str(tmp_path / "a.json"),
+        str(tmp_path / "b.json"),
+        "--output",
+        str(output),
+    ]
+    monkeypatch.setattr("sys.argv", argv)
+    main()
+    header = output.read_text().splitlines()[0]
+    assert "pretrain (8000 steps) + fit; pretrain (4000 steps) + fit;" in header, header
+    assert [r["recipe"] for r in json.loads(output.with_suffix(".json").read_text())] == [
+        "pretrain (8000 steps) + fit",
+        "pretrain (4000 steps) + fit",
+    ]

@@ -135,6 +135,23 @@ def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path
     check_keys(read_search_space(path), resolved)
 
 
+@pytest.mark.parametrize("damage", ['{"continued_from": nul', "[]"])
+def test_damaged_pretraining_record_is_named_not_ignored(base_config, tmp_path, capsys, damage):
+    """Read as "no record", tune would search a published model's ranges for a small self-pretrained one."""
+    export = tmp_path / "hf_model"
+    export.mkdir()
+    (export / "pretraining.json").write_text(damage)
+    config = yaml.safe_load(base_config.read_text())
+    config["model"]["pretrained"] = str(export)
+    (tmp_path / "fit.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--config", str(tmp_path / "fit.yaml"), "--output", str(tmp_path / "out")])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and f"{export / 'pretraining.json'}: not a pretraining record" in error, error
+    assert not (tmp_path / "out").exists()
+
+
 def test_pruned_trial_stops_its_fit_after_that_validation():
     """The pruner's verdict stops the Trainer as early stopping would, so the trial's run folder is complete."""
     from types import SimpleNamespace
