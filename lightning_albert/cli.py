@@ -29,10 +29,10 @@ from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
 from lightning_albert.resume import (
-    LastCheckpoint,
     RestoreTrainingOrder,
     RunConfigSaver,
     continue_run_folder,
+    last_checkpoint,
     run_folder_of,
     use_last_checkpoint,
 )
@@ -221,10 +221,9 @@ class AlbertCLI(LightningCLI):
         last = None
         if self.subcommand == "fit":
             callbacks += [RunFolderWriter(), RestoreTrainingOrder(), InterruptCheckpoint(), NonFiniteLossCheck()]
-            if config["checkpoint"]["save_last"] or config["save_every_n_steps"]:
-                # A second ModelCheckpoint that only writes last.ckpt, beside the one that keeps the best.
-                last = LastCheckpoint(config["save_every_n_steps"])
-                callbacks.append(last)
+            # A second ModelCheckpoint that only writes last.ckpt, beside the one that keeps the best.
+            last = last_checkpoint(config)
+            callbacks += [last] if last else []
             if config["early_stopping"]["patience"] is not None:
                 # Watches what ModelCheckpoint watches, so "best" and "stopped improving" mean the same thing.
                 checkpoint = config["checkpoint"]

@@ -36,10 +36,10 @@ from lightning_albert.masking import IGNORE, PretrainingCollator
 from lightning_albert.model import adamw_with_schedule, albert_config, check_scheduler_type, load_pretrained
 from lightning_albert.provenance import write_pretraining_record
 from lightning_albert.resume import (
-    LastCheckpoint,
     RestoreTrainingOrder,
     RunConfigSaver,
     continue_run_folder,
+    last_checkpoint,
     restore_process_states,
     run_folder_of,
     save_process_states,
@@ -438,9 +438,7 @@ class PretrainCLI(LightningCLI):
             kwargs["logger"] = default_loggers(root, run_folder_of(self.config["ckpt_path"]))
         callbacks = list(trainer_config.get("callbacks") or [])
         callbacks += [RestoreTrainingOrder(), InterruptCheckpoint("pretrain"), NonFiniteLossCheck("pretrain")]
-        last = None
-        if self.config["checkpoint"]["save_last"] or self.config["save_every_n_steps"]:
-            last = LastCheckpoint(self.config["save_every_n_steps"])  # the one writer of last.ckpt
+        last = last_checkpoint(self.config)  # the one writer of last.ckpt
         kwargs["callbacks"] = callbacks + ([last] if last else [])
         trainer = super().instantiate_trainer(**kwargs)
         if last is not None:

@@ -21,6 +21,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
+from lightning_albert.errors import InputError
+
 
 def run_folder_of(ckpt_path: str | Path | None) -> Path | None:
     """`<root>/lightning_logs/version_N` when the checkpoint lies in that run's `checkpoints/`, else None."""
@@ -101,7 +103,25 @@ class LastCheckpoint(ModelCheckpoint):
         # On every process (each takes part in a save); after the epoch's validation, which runs inside its last
         # batch. ModelCheckpoint's own epoch-end logic would save nothing here: it keeps no top-k.
         if not trainer.fast_dev_run:
-            trainer.save_checkpoint(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            # ModelCheckpoint's own save, not trainer.save_checkpoint: loggers hear of it (W&B's log_model uploads).
+            self._save_checkpoint(trainer, self.last_model_path)
+
+
+def last_checkpoint(config: dict[str, Any]) -> LastCheckpoint | None:
+    """The writer of last.ckpt a fit or pretrain config asks for (`checkpoint.save_last`, `save_every_n_steps`).
+
+    `save_last: link` is refused: Lightning's link points at the last checkpoint it saved, the best one, so
+    `--ckpt_path last` would resume from the last improvement instead of the last epoch.
+    """
+    if config["checkpoint"]["save_last"] == "link":
+        raise InputError(
+            "checkpoint.save_last: link is not supported (last.ckpt is a copy written after every epoch, so a "
+            "resume loses no epoch): set it to true, or false for no last.ckpt."
+        )
+    if config["checkpoint"]["save_last"] or config["save_every_n_steps"]:
+        return LastCheckpoint(config["save_every_n_steps"])
+    return None
 
 
 def use_last_checkpoint(trainer: Trainer, last: LastCheckpoint) -> None:

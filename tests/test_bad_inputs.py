@@ -91,6 +91,8 @@ CASES = [
      ["model.lr_scheduler_type", "zigzag"]),
     ("unknown key (LightningCLI)", {}, ["--data.bogus", "1"], ["data.bogus"]),
     ("wrong type (LightningCLI)", {}, ["--data.batch_size", "abc"], ["data.batch_size", "abc"]),
+    ("last.ckpt as a link to the best", {}, ["--checkpoint.save_last", "link"],
+     ["checkpoint.save_last: link is not supported", "set it to true"]),
     ("FSDP on a CPU (the shipped device config)", {},
      ["--config", str(REPO / "configs" / "devices" / "fsdp.yaml"), "--trainer.accelerator", "cpu"],
      ["trainer:", "fsdp", "requires a GPU"]),

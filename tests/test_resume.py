@@ -94,3 +94,29 @@ def test_each_process_restores_the_training_loss_sums_a_resume_needs(world_size,
     restore_process_states(SimpleNamespace(trainer=trainer, global_rank=rank), checkpoint)
     state = checkpoint["state_dict"]
     assert (float(state["train_loss.mean_value"]), float(state["train_loss.weight"])) == expected
+
+
+def test_last_checkpoint_saves_are_announced_to_loggers(tmp_path):
+    """A logger that keeps checkpoints (W&B's log_model) hears of every last.ckpt, as of Lightning's own saves."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.demos.boring_classes import BoringModel
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_albert.resume import LastCheckpoint, use_last_checkpoint
+
+    class Recorder(CSVLogger):
+        saved: list[str] = []
+
+        def after_save_checkpoint(self, checkpoint_callback) -> None:
+            self.saved.append(checkpoint_callback.last_model_path)
+
+    last = LastCheckpoint()
+    trainer = Trainer(
+        default_root_dir=tmp_path, max_epochs=2, limit_train_batches=2, limit_val_batches=1, callbacks=[last],
+        logger=Recorder(tmp_path), enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    use_last_checkpoint(trainer, last)
+    trainer.fit(BoringModel())
+    path = tmp_path / "lightning_logs" / "version_0" / "checkpoints" / "last.ckpt"
+    assert path.is_file() and Recorder.saved == [str(path)] * 2  # one save per epoch, each announced
+    assert torch.load(path, weights_only=False)["epoch"] == 1
