@@ -33,7 +33,13 @@ from lightning_albert.data import check_checkpoint_matches
 from lightning_albert.errors import InputError
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.masking import IGNORE, PretrainingCollator
-from lightning_albert.model import adamw_with_schedule, albert_config, check_scheduler_type, load_pretrained
+from lightning_albert.model import (
+    adamw_with_schedule,
+    albert_config,
+    check_scheduler_type,
+    clip_gradients,
+    load_pretrained,
+)
 from lightning_albert.provenance import write_pretraining_record
 from lightning_albert.resume import (
     RestoreTrainingOrder,
@@ -348,6 +354,9 @@ class AlbertPretrainer(LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_with_schedule(self)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)  # fused AdamW under bf16 too
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         save_process_states(self, checkpoint)  # random streams and training-loss sums, for an exact resume

@@ -1,12 +1,16 @@
-"""The speed switches change how fast, not what is computed: bf16, torch.compile, fused AdamW, length grouping."""
+"""The speed switches change how fast, not what is computed: bf16, torch.compile, fused AdamW, length grouping,
+the attention implementation."""
 
 import json
+from types import SimpleNamespace
 
+import lightning.pytorch as pl
 import pytest
 import torch
 from conftest import PHRASEBANK, TINY_ALBERT, logged_rows, only_run, run_cli, tiny_model_args
 
 from lightning_albert.cli import main
+from lightning_albert.errors import InputError
 from lightning_albert.history import METRICS
 from lightning_albert.model import AlbertClassifier
 
@@ -51,6 +55,72 @@ def test_fused_adamw_takes_the_same_step_as_the_default_one():
             optimizer.zero_grad()
         params[fused] = torch.cat([p.detach().flatten() for p in model.parameters()])
     torch.testing.assert_close(params[True], params[False], atol=1e-6, rtol=1e-5)
+
+
+class _RecordClippedStep(pl.Callback):
+    """After the one optimizer step: which AdamW ran, and the gradient norm it stepped with (clipped before it)."""
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self.fused = trainer.optimizers[0].defaults["fused"]
+        grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+        self.norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])).item()
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_fused_adamw_is_chosen_and_gradients_are_clipped_under_bf16_too(precision):
+    """Lightning's AMP plugin refuses to clip for a fused optimizer (a GradScaler's guard); bf16 has no scaler, so
+    fast.yaml (bf16-mixed, clipping at 1.0) keeps fused AdamW, as the HF Trainer does, and still clips."""
+    torch.manual_seed(0)
+    model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, id2label=LABELS, vocab_size=100)
+    record = _RecordClippedStep()
+    trainer = pl.Trainer(
+        accelerator="cpu", precision=precision, gradient_clip_val=1e-3, max_steps=1, callbacks=[record],
+        logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+    )  # fmt: skip
+    trainer.fit(model, train_dataloaders=torch.utils.data.DataLoader([_batch()], batch_size=None))
+    assert record.fused is True
+    assert record.norm == pytest.approx(1e-3, rel=1e-3)  # unclipped, the tiny model's gradient norm is ~1
+
+
+def test_fused_adamw_stays_off_where_a_gradient_scaler_would_be_clipped():
+    """16-mixed keeps its GradScaler's scale in the gradients until a fused step: auto leaves fused off, and
+    asking for it is one clear error."""
+    for fused in (None, True):
+        model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, fused_adamw=fused)
+        model.trainer = _FakeTrainer()
+        model.trainer.precision_plugin = SimpleNamespace(scaler=torch.amp.GradScaler("cpu"))
+        if fused is None:
+            assert model.configure_optimizers()["optimizer"].defaults["fused"] is None
+        else:
+            with pytest.raises(InputError, match="model.fused_adamw: true cannot be combined with 16-mixed"):
+                model.configure_optimizers()
+
+
+@pytest.mark.parametrize(
+    "chosen, compile, device, expected",
+    [("auto", True, "cpu", "eager"), ("auto", True, "cuda", "sdpa"), ("auto", False, "cpu", "sdpa"),
+     ("sdpa", True, "cpu", "sdpa"), ("eager", False, "cuda", "eager")],
+)  # fmt: skip
+def test_attention_implementation_auto_is_eager_only_when_compiling_on_a_cpu(chosen, compile, device, expected):
+    model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, attn_implementation=chosen)
+    model.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
+    model.hparams.compile = compile  # what it decides on, without compiling a model in this test
+    model.setup("fit")
+    assert model.model.config._attn_implementation == expected
+
+
+def test_eager_and_sdpa_attention_compute_the_same_logits_and_export_alike():
+    torch.manual_seed(0)
+    model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, id2label=LABELS, vocab_size=100).eval()
+    logits = {}
+    for name in ("sdpa", "eager"):
+        model.model.set_attn_implementation(name)
+        with torch.inference_mode():
+            logits[name] = model(_batch())
+        assert "attn_implementation" not in json.dumps(model.model.config.to_dict())  # nor in the export
+    torch.testing.assert_close(logits["eager"], logits["sdpa"], atol=1e-5, rtol=1e-4)
+    with pytest.raises(InputError, match="model.attn_implementation: 'flash' is not one of auto, sdpa, eager"):
+        AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, attn_implementation="flash")
 
 
 class _FakeTrainer:
