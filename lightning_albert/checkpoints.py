@@ -1,4 +1,5 @@
-"""Finding and reading the checkpoints of a finished run, in a process other than the one that trained.
+"""Finding and reading the checkpoints of a finished run, in a process other than the one that trained, and
+writing them without holding a second copy in memory.
 
 Lightning resolves `--ckpt_path best` only inside the process that trained. Here `best` and `last` mean those
 of the run whose folder holds the `--config` given (Lightning writes `config.yaml` into the run folder), so
@@ -11,8 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from lightning.pytorch import Trainer
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_albert.errors import InputError
+from lightning_albert.files import atomic_write
 
 DATA_STATE_KEY = "TextClassificationDataModule"  # where Lightning stores the DataModule's state_dict
 
@@ -101,3 +105,25 @@ def best_checkpoint(folder: Path) -> Path:
         f"--ckpt_path best: cannot tell which checkpoint in {folder} is the best "
         f"({len(candidates)} best-*.ckpt files and no record in last.ckpt). Give the checkpoint's path."
     )
+
+
+class StreamingCheckpointIO(TorchCheckpointIO):
+    """Writes a local checkpoint straight into a temporary file beside it, then renames it into place.
+
+    Lightning's own writer serializes the whole checkpoint into memory first (for object stores), so every save
+    briefly holds one more copy of the weights and optimizer state: +134 MB of peak memory for albert-base with
+    AdamW, gigabytes for the larger ALBERTs. The rename keeps the write atomic: a kill mid-save leaves the previous
+    file. Remote paths (s3://, ...) keep Lightning's writer.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None or "://" in str(path):
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        with atomic_write(path, "wb") as f:
+            torch.save(checkpoint, f)
+
+
+def stream_checkpoints(trainer: Trainer) -> None:
+    """Use StreamingCheckpointIO where the strategy would use Lightning's plain one (not where a user set theirs)."""
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = StreamingCheckpointIO()

@@ -21,7 +21,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
 from lightning_albert.baseline import run_baseline
-from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint
+from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint, stream_checkpoints
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError, TrainingError
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
@@ -248,6 +248,7 @@ class AlbertCLI(LightningCLI):
             if not isinstance(e, MisconfigurationException) and not _raised_by_lightning(e):
                 raise
             raise InputError(f"trainer: {str(e).strip()}") from e
+        stream_checkpoints(trainer)
         if last is not None:
             use_last_checkpoint(trainer, last)
         return trainer

@@ -26,6 +26,7 @@ from transformers import (
     get_scheduler,
 )
 
+from lightning_albert import attention
 from lightning_albert.errors import InputError
 from lightning_albert.resume import restore_process_states, save_process_states
 
@@ -70,10 +71,10 @@ class AlbertClassifier(LightningModule):
                 the device the model trains on; False: torch's default (for-each) implementation.
             compile: torch.compile the ALBERT forward (dynamic shapes, so batches of new lengths do not recompile).
                 The first batches are slow while it compiles; the time is reported once.
-            attn_implementation: transformers' attention: sdpa (torch's fused kernel), eager (plain matmuls and
-                softmax), or auto: eager when compiling on a CPU, where torch.compile fuses it and a training step
-                of albert-base ran 1.2x as fast as with SDPA's CPU kernel at these lengths, else sdpa. Same
-                arithmetic either way; the export does not record it.
+            attn_implementation: sdpa (torch's fused kernel, transformers' default), matmul (plain matmuls and a
+                float32 softmax, attention.py), or auto: matmul when compiling on a CPU, where torch.compile fuses it
+                and an albert-base training step ran 1.2x as fast as with SDPA's CPU kernel, else sdpa. The export
+                does not record it.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -136,10 +137,11 @@ class AlbertClassifier(LightningModule):
         self.model.set_attn_implementation(self._attention(self.trainer.strategy.root_device.type))
 
     def _attention(self, device: str) -> str:
+        """The name transformers knows the chosen attention by."""
         chosen = self.hparams.attn_implementation
         if chosen == "auto":
-            return "eager" if self.hparams.compile and device == "cpu" else "sdpa"
-        return chosen
+            chosen = "matmul" if self.hparams.compile and device == "cpu" else "sdpa"
+        return attention.NAME if chosen == "matmul" else chosen
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
@@ -200,7 +202,7 @@ class AlbertClassifier(LightningModule):
         return adamw_with_schedule(self)
 
 
-ATTENTION_CHOICES = ("auto", "sdpa", "eager")
+ATTENTION_CHOICES = ("auto", "sdpa", "matmul")
 
 
 def check_scheduler_type(name: str) -> None:

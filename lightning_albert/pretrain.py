@@ -27,7 +27,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from transformers import AlbertForMaskedLM, AlbertForPreTraining, PreTrainedTokenizerBase
 
-from lightning_albert.checkpoints import load_checkpoint, resolve_checkpoint
+from lightning_albert.checkpoints import load_checkpoint, resolve_checkpoint, stream_checkpoints
 from lightning_albert.cli import default_loggers, tokenizer_follows_pretrained
 from lightning_albert.data import check_checkpoint_matches
 from lightning_albert.errors import InputError
@@ -450,6 +450,7 @@ class PretrainCLI(LightningCLI):
         last = last_checkpoint(self.config)  # the one writer of last.ckpt
         kwargs["callbacks"] = callbacks + ([last] if last else [])
         trainer = super().instantiate_trainer(**kwargs)
+        stream_checkpoints(trainer)
         if last is not None:
             use_last_checkpoint(trainer, last)
         return trainer

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import PHRASEBANK, TINY_ALBERT, logged_rows, only_run, run_cli, tiny_model_args
 
+from lightning_albert import attention
 from lightning_albert.cli import main
 from lightning_albert.errors import InputError
 from lightning_albert.history import METRICS
@@ -98,10 +99,10 @@ def test_fused_adamw_stays_off_where_a_gradient_scaler_would_be_clipped():
 
 @pytest.mark.parametrize(
     "chosen, compile, device, expected",
-    [("auto", True, "cpu", "eager"), ("auto", True, "cuda", "sdpa"), ("auto", False, "cpu", "sdpa"),
-     ("sdpa", True, "cpu", "sdpa"), ("eager", False, "cuda", "eager")],
+    [("auto", True, "cpu", attention.NAME), ("auto", True, "cuda", "sdpa"), ("auto", False, "cpu", "sdpa"),
+     ("sdpa", True, "cpu", "sdpa"), ("matmul", False, "cuda", attention.NAME)],
 )  # fmt: skip
-def test_attention_implementation_auto_is_eager_only_when_compiling_on_a_cpu(chosen, compile, device, expected):
+def test_attention_auto_is_the_matmul_one_only_when_compiling_on_a_cpu(chosen, compile, device, expected):
     model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, attn_implementation=chosen)
     model.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
     model.hparams.compile = compile  # what it decides on, without compiling a model in this test
@@ -109,17 +110,30 @@ def test_attention_implementation_auto_is_eager_only_when_compiling_on_a_cpu(cho
     assert model.model.config._attn_implementation == expected
 
 
-def test_eager_and_sdpa_attention_compute_the_same_logits_and_export_alike():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_matmul_attention_computes_what_sdpa_computes_and_is_not_exported(dtype):
+    """Padding masked, the same logits and gradients as SDPA; under bf16 autocast its scores and softmax stay in
+    float32, as SDPA's do."""
     torch.manual_seed(0)
     model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, id2label=LABELS, vocab_size=100).eval()
-    logits = {}
-    for name in ("sdpa", "eager"):
+    results = {}
+    for name in ("sdpa", attention.NAME):
         model.model.set_attn_implementation(name)
-        with torch.inference_mode():
-            logits[name] = model(_batch())
-        assert "attn_implementation" not in json.dumps(model.model.config.to_dict())  # nor in the export
-    torch.testing.assert_close(logits["eager"], logits["sdpa"], atol=1e-5, rtol=1e-4)
-    with pytest.raises(InputError, match="model.attn_implementation: 'flash' is not one of auto, sdpa, eager"):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            logits = model(_batch())
+        logits.float().sum().backward()
+        results[name] = logits.float().detach(), torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert "lightning_albert" not in json.dumps(model.model.config.to_dict())  # nor in the export
+    (ref_logits, ref_grads), (logits, grads) = results["sdpa"], results[attention.NAME]
+    tol = {"atol": 1e-5, "rtol": 1e-4} if dtype == torch.float32 else {"atol": 2e-2, "rtol": 2e-2}
+    torch.testing.assert_close(logits, ref_logits, **tol)
+    torch.testing.assert_close(grads, ref_grads, **tol)
+    padded = _batch()
+    padded["input_ids"][1, 11:] = 7  # other ids at the padded positions change nothing
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        torch.testing.assert_close(model(padded)[1].float(), logits[1])
+    with pytest.raises(InputError, match="model.attn_implementation: 'flash' is not one of auto, sdpa, matmul"):
         AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, attn_implementation="flash")
 
 
