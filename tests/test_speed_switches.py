@@ -97,16 +97,10 @@ def test_fused_adamw_stays_off_where_a_gradient_scaler_would_be_clipped():
                 model.configure_optimizers()
 
 
-@pytest.mark.parametrize(
-    "chosen, compile, device, expected",
-    [("auto", True, "cpu", attention.NAME), ("auto", True, "cuda", "sdpa"), ("auto", False, "cpu", "sdpa"),
-     ("sdpa", True, "cpu", "sdpa"), ("matmul", False, "cuda", attention.NAME)],
-)  # fmt: skip
-def test_attention_auto_is_the_matmul_one_only_when_compiling_on_a_cpu(chosen, compile, device, expected):
-    model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, attn_implementation=chosen)
-    model.trainer = SimpleNamespace(strategy=SimpleNamespace(root_device=torch.device(device)))
-    model.hparams.compile = compile  # what it decides on, without compiling a model in this test
-    model.setup("fit")
+@pytest.mark.parametrize("chosen, expected", [(None, "sdpa"), ("sdpa", "sdpa"), ("matmul", attention.NAME)])
+def test_attention_is_sdpa_unless_matmul_is_asked_for(chosen, expected):
+    kwargs = {"attn_implementation": chosen} if chosen else {}
+    model = AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, **kwargs)
     assert model.model.config._attn_implementation == expected
 
 
@@ -133,7 +127,7 @@ def test_matmul_attention_computes_what_sdpa_computes_and_is_not_exported(dtype)
     padded["input_ids"][1, 11:] = 7  # other ids at the padded positions change nothing
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
         torch.testing.assert_close(model(padded)[1].float(), logits[1])
-    with pytest.raises(InputError, match="model.attn_implementation: 'flash' is not one of auto, sdpa, matmul"):
+    with pytest.raises(InputError, match="model.attn_implementation: 'flash' is not one of sdpa, matmul"):
         AlbertClassifier(config=TINY_ALBERT, num_labels=3, vocab_size=100, attn_implementation="flash")
 
 
