@@ -134,7 +134,6 @@ class AlbertClassifier(LightningModule):
         self.log("train_loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
 
-
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
