@@ -382,8 +382,9 @@ class Search:
 def suggest(trial, key: str, spec: dict[str, Any]) -> Any:
     if spec["type"] == "categorical":
         return trial.suggest_categorical(key, spec["choices"])
-    suggest_number = trial.suggest_int if spec["type"] == "int" else trial.suggest_float
-    return suggest_number(key, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
+    if spec["type"] == "int":  # Optuna's int step is 1 unless given; None is refused
+        return trial.suggest_int(key, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step", 1))
+    return trial.suggest_float(key, spec["low"], spec["high"], log=spec.get("log", False), step=spec.get("step"))
 
 
 def with_params(base: dict[str, Any], params: dict[str, Any], metric: str, mode: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ pytest.importorskip("optuna")
 SPACE = """\
 model.learning_rate: {type: float, low: 1.0e-4, high: 3.0e-3, log: true}
 model.config.hidden_dropout_prob: {type: float, low: 0.0, high: 0.3}
+trainer.max_epochs: {type: int, low: 1, high: 2}
 """
 
 
@@ -69,6 +70,8 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
             float(trial["model.config.hidden_dropout_prob"])
         )
         assert run_config["model"]["config"]["hidden_size"] == TINY_ALBERT["hidden_size"]  # merged, not replaced
+        assert run_config["trainer"]["max_epochs"] == int(trial["trainer.max_epochs"])
+        assert len(logged_rows(run, "val")) == run_config["trainer"]["max_epochs"]
     best_trial = max(trials, key=lambda t: float(t["value"]))  # the first of equals, as the study keeps
     best = yaml.safe_load((out / "best.yaml").read_text())
     assert best["model"]["learning_rate"] == pytest.approx(float(best_trial["model.learning_rate"]))
@@ -123,7 +126,7 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
 def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path):
     """The default space follows model.pretrained (an export of `pretrain` is known by its record), and each of
     its keys is a setting fit takes."""
-    from lightning_albert.tune import check_keys, default_search_space, read_search_space, resolved_config
+    from lightning_albert.tune import check_keys, default_search_space, read_search_space, resolved_config, suggest
 
     base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
     if export:
@@ -132,7 +135,14 @@ def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path
     resolved = resolved_config(base, config)
     path = default_search_space(resolved)
     assert path.name == space
-    check_keys(read_search_space(path), resolved)
+    entries = read_search_space(path)
+    check_keys(entries, resolved)
+    # Every entry can be drawn by a real Optuna trial, inside its range (int entries need a step Optuna takes).
+    optuna = pytest.importorskip("optuna")
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    for key, spec in entries.items():
+        value = suggest(trial, key, spec)
+        assert value in spec["choices"] if spec["type"] == "categorical" else spec["low"] <= value <= spec["high"]
 
 
 @pytest.mark.parametrize("damage", ['{"continued_from": nul', "[]"])
