@@ -64,6 +64,23 @@ def run(
     return max(scores), seconds
 
 
+def table_rows(variants: list[str], selected: list[str] | None) -> dict[str, tuple[str, list[str]]]:
+    """Row name -> (config, extra CLI arguments): the shipped configs, then each NAME=ARGS variant of fast.yaml;
+    only the `selected` names when given."""
+    rows = {name: (config, []) for name, config in CONFIGS.items()}
+    for variant in variants:
+        name, equals, extra = variant.partition("=")
+        if not name or not equals or not extra.strip():
+            raise ValueError(f'--variant {variant!r}: write NAME=ARGS, e.g. "w8=--data.group_by_length_window 8"')
+        if name in rows:
+            raise ValueError(f"--variant {name}: that row is already defined; give the variant another name")
+        rows[name] = (CONFIGS["fast"], shlex.split(extra))
+    unknown = set(selected or []) - set(rows)
+    if unknown:
+        raise ValueError(f"unknown row(s) {', '.join(sorted(unknown))}; defined: {', '.join(rows)}")
+    return {name: row for name, row in rows.items() if not selected or name in selected}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
@@ -86,14 +103,10 @@ def main() -> None:
     parser.add_argument("--rows", nargs="+", help="Rows to run, by name (default: all).")
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "learning.md")
     args = parser.parse_args()
-    rows = {name: (config, []) for name, config in CONFIGS.items()}
-    for variant in args.variant:
-        name, _, extra = variant.partition("=")
-        rows[name] = (CONFIGS["fast"], shlex.split(extra))
-    unknown = set(args.rows or []) - set(rows)
-    if unknown:
-        parser.error(f"unknown row(s) {', '.join(sorted(unknown))}; defined: {', '.join(rows)}")
-    rows = {name: row for name, row in rows.items() if not args.rows or name in args.rows}
+    try:
+        rows = table_rows(args.variant, args.rows)
+    except ValueError as e:
+        parser.error(str(e))
     results: dict[str, list[tuple[float, float]]] = {name: [] for name in rows}
     runs = [(seed, name) for seed in args.seeds for name in rows]  # interleaved
     with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(args.jobs) as pool:

@@ -120,3 +120,32 @@ def test_quality_merged_table_names_the_recipes_its_rows_recorded(tmp_path, monk
         "pretrain (8000 steps) + fit",
         "pretrain (4000 steps) + fit",
     ]
+
+
+def test_learning_variants_are_rows_of_fast_yaml_with_their_arguments():
+    from benchmarks.learning import CONFIGS, table_rows
+
+    rows = table_rows(['mm=--model.attn_implementation matmul --data.group_by_length_window "8"'], None)
+    assert list(rows) == ["seed-faithful", "fast", "mm"]
+    assert rows["mm"] == (
+        CONFIGS["fast"],
+        ["--model.attn_implementation", "matmul", "--data.group_by_length_window", "8"],
+    )
+    assert rows["fast"] == (CONFIGS["fast"], [])
+    assert list(table_rows(["mm=--model.compile false"], ["fast", "mm"])) == ["fast", "mm"]
+
+
+@pytest.mark.parametrize(
+    ("variants", "selected", "named"),
+    [
+        (["mm"], None, "write NAME=ARGS"),
+        (["=--model.compile false"], None, "write NAME=ARGS"),
+        (["fast=--model.compile false"], None, "fast: that row is already defined"),
+        ([], ["mm"], "unknown row(s) mm"),
+    ],
+)
+def test_learning_bad_variant_or_row_is_named(variants, selected, named):
+    from benchmarks.learning import table_rows
+
+    with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(")", r"\)")):
+        table_rows(variants, selected)
