@@ -4,9 +4,9 @@ transformers' AttentionInterface, the library's way to plug in an attention func
 Compiled on a CPU, torch.compile fuses these few ops, where SDPA's CPU kernel runs a backward that took 18% of a
 bf16 training step of albert-base at ALBERT's usual lengths: a compiled step ran 1.13x as fast (a micro-benchmark
 of the same batches, not benchmarks/speed.py). Unlike transformers' own "eager" attention, the scores and the
-softmax stay in float32 under bf16 autocast, as SDPA keeps them; only the matmul with the values is in bf16. Still, on the tiny learning benchmark (benchmarks/learning.py,
-8 seeds) fast.yaml with it scored 0.015 lower best macro-F1 than with SDPA, a cost not explained yet: so it is a
-switch to try, not a default.
+softmax stay in float32 under bf16 autocast, as SDPA keeps them; only the matmul with the values is in bf16.
+Still, on the tiny learning benchmark (benchmarks/learning.py, 8 seeds) fast.yaml with it scored 0.015 lower best
+macro-F1 than with SDPA, a cost not explained yet: so it is a switch to try, not a default.
 """
 
 import torch
