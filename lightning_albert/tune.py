@@ -36,6 +36,10 @@ OPTIONAL = {"float": {"log", "step"}, "int": {"log", "step"}, "categorical": set
 # Lightning's per-Trainer lines ("GPU available: False", "Seed set to 42"), said once per trial: not worth reading.
 TRIAL_QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
 STUDY_FILE = "study.journal"
+# Epochs a trial runs before it can be pruned (below the median of earlier trials at the same epoch), by what it
+# starts from: the first epochs of a from-scratch model say little about its end; a published model's first
+# epoch does, and its 2-5 epoch trials would otherwise never be pruned.
+PRUNE_WARMUP_EPOCHS = {"scratch": 2, "self_pretrained": 2, "pretrained": 0}
 
 
 def main(argv: list[str]) -> None:
@@ -45,14 +49,17 @@ def main(argv: list[str]) -> None:
     base = apply_settings(read_yaml(config_path, "--config"), args.set)
     source = f"--config {config_path}" + (" with --set" if args.set else "")
     resolved = resolved_config(base, source)  # a bad base config stops here, before any trial
-    space = read_search_space(args.search_space or default_search_space(resolved))
+    source_kind = model_source(resolved)
+    space = read_search_space(args.search_space or default_search_space(source_kind))
     check_keys(space, resolved)
     metric = args.metric or resolved["checkpoint"]["monitor"] or "val_f1"
     mode = args.mode or (resolved["checkpoint"]["mode"] if metric == resolved["checkpoint"]["monitor"] else None)
     mode = mode or ("min" if metric.endswith("loss") else "max")
     name = args.study_name or config_path.stem
     output = Path(args.output or Path("runs") / "tune" / config_path.stem)
-    study = open_study(optuna, output, name, metric, mode, args.seed)
+    warmup = PRUNE_WARMUP_EPOCHS[source_kind] if args.prune_warmup_epochs is None else args.prune_warmup_epochs
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=args.prune_startup_trials, n_warmup_steps=warmup)
+    study = open_study(optuna, output, name, metric, mode, args.seed, pruner)
     search = Search(optuna, study, base, space, output, metric, mode)
     try:
         ran = search.run(args.n_trials, args.timeout)
@@ -84,6 +91,19 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=42, help="seed of the TPE sampler")
     parser.add_argument("--metric", help="validation metric to optimise (default: the config's checkpoint.monitor)")
     parser.add_argument("--mode", choices=("max", "min"), help="default: checkpoint.mode, or min for a loss")
+    parser.add_argument(
+        "--prune_warmup_epochs",
+        type=_count,
+        help="epochs a trial always runs: the median pruner may stop it after the next one at the earliest "
+        "(default: 2 for a model from scratch or from an export of `pretrain`, whose first epochs say little about "
+        "its end; 0 for another model.pretrained, e.g. albert-base-v2, whose first epoch already does)",
+    )
+    parser.add_argument(
+        "--prune_startup_trials",
+        type=_count,
+        default=3,
+        help="trials that run unpruned before any is pruned (the median needs them)",
+    )
     parser.add_argument("--study_name", help="name of the study in the study file (default: the config's stem)")
     parser.add_argument(
         "--set",
@@ -94,6 +114,17 @@ def _parser() -> argparse.ArgumentParser:
         "(repeatable)",
     )
     return parser
+
+
+def _count(text: str) -> int:
+    """A whole number >= 0, refused by argparse with the option's name otherwise."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"give a whole number >= 0, not {text!r}")
+    return value
 
 
 class _HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -176,19 +207,21 @@ def fit_in_process(args: list[str], callbacks: list[Callback] = ()) -> AlbertCLI
         return AlbertCLI(args=args, extra_callbacks=callbacks)
 
 
-def default_search_space(resolved: dict[str, Any]) -> Path:
-    """From-scratch ranges without model.pretrained; for an export of `pretrain` from scratch (a small model that
-    still needs from-scratch learning rates and many epochs) ranges around configs/offline.yaml; else BERT
-    fine-tuning's, also for a published model whose pretraining `pretrain` continued."""
+def model_source(resolved: dict[str, Any]) -> str:
+    """What the trials start from: `scratch` (no model.pretrained), `self_pretrained` (an export of `pretrain` from
+    scratch) or `pretrained` (a published model, also one whose pretraining `pretrain` continued)."""
     pretrained = resolved["model"].get("pretrained")
-    record = pretraining_record(pretrained)
     if not pretrained:
-        name = "offline.yaml"
-    elif record is not None and not record.get("continued_from"):
-        name = "self_pretrained.yaml"
-    else:
-        name = "pretrained.yaml"
-    return Path(str(resources.files("lightning_albert") / "search_spaces" / name))
+        return "scratch"
+    record = pretraining_record(pretrained)
+    return "self_pretrained" if record is not None and not record.get("continued_from") else "pretrained"
+
+
+def default_search_space(source: str) -> Path:
+    """From-scratch ranges; for an export of `pretrain` (a small model that still needs from-scratch learning rates
+    and many epochs) ranges around configs/offline.yaml; for a published model BERT fine-tuning's."""
+    name = {"scratch": "offline.yaml", "self_pretrained": "self_pretrained.yaml", "pretrained": "pretrained.yaml"}
+    return Path(str(resources.files("lightning_albert") / "search_spaces" / name[source]))
 
 
 def read_search_space(path: str | Path) -> dict[str, dict[str, Any]]:
@@ -236,8 +269,9 @@ def check_keys(space: dict[str, dict[str, Any]], resolved: dict[str, Any]) -> No
             node = node[part]
 
 
-def open_study(optuna, output: Path, name: str, metric: str, mode: str, seed: int):
-    """The study in `<output>/study.journal` (a file, no database server): created, or loaded to continue."""
+def open_study(optuna, output: Path, name: str, metric: str, mode: str, seed: int, pruner):
+    """The study in `<output>/study.journal` (a file, no database server): created, or loaded to continue. The
+    pruner is not stored in it: each run of the command brings its own."""
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     output.mkdir(parents=True, exist_ok=True)
@@ -246,9 +280,7 @@ def open_study(optuna, output: Path, name: str, metric: str, mode: str, seed: in
         study_name=name,
         storage=storage,
         sampler=optuna.samplers.TPESampler(seed=seed),
-        # Prune a trial below the median of earlier trials at the same epoch, once 3 trials have finished and
-        # not before its third epoch: the first epochs of a from-scratch model say little about its end.
-        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=2),
+        pruner=pruner,
         direction="maximize" if mode == "max" else "minimize",
         load_if_exists=True,
     )

@@ -126,15 +126,26 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
 def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path):
     """The default space follows model.pretrained (an export of `pretrain` is known by its record), and each of
     its keys is a setting fit takes."""
-    from lightning_albert.tune import check_keys, default_search_space, read_search_space, resolved_config, suggest
+    from lightning_albert.tune import (
+        PRUNE_WARMUP_EPOCHS,
+        check_keys,
+        default_search_space,
+        model_source,
+        read_search_space,
+        resolved_config,
+        suggest,
+    )
 
     base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
     if export:
         (tmp_path / export[0]).write_text(json.dumps(export[1]))
         base["model"]["pretrained"] = str(tmp_path)
     resolved = resolved_config(base, config)
-    path = default_search_space(resolved)
+    source = model_source(resolved)
+    path = default_search_space(source)
     assert path.name == space
+    # A published model's first epoch already tells: its 2-5 epoch trials may be pruned from the first one.
+    assert PRUNE_WARMUP_EPOCHS[source] == (0 if space == "pretrained.yaml" else 2)
     entries = read_search_space(path)
     check_keys(entries, resolved)
     # Every entry can be drawn by a real Optuna trial, inside its range (int entries need a step Optuna takes).
@@ -160,6 +171,44 @@ def test_damaged_pretraining_record_is_named_not_ignored(base_config, tmp_path, 
     error = capsys.readouterr().err.strip()
     assert len(error.splitlines()) == 1 and f"{export / 'pretraining.json'}: not a pretraining record" in error, error
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+def test_trial_behind_the_median_is_pruned_and_its_run_folder_is_complete(base_config, tmp_path, capsys):
+    """A real study and pruner: the second trial, whose learning rate is too small to learn anything, is behind
+    the first after its first epoch and stops there, with its card and checkpoints written."""
+    import optuna
+
+    from lightning_albert.tune import open_study
+
+    config = yaml.safe_load(base_config.read_text())
+    config["trainer"]["max_epochs"] = 3
+    path = tmp_path / "base.yaml"
+    path.write_text(yaml.safe_dump(config))
+    (tmp_path / "space.yaml").write_text("model.learning_rate: {type: float, low: 1.0e-9, high: 3.0e-3, log: true}\n")
+    out = tmp_path / "out"
+    # The two trials' values, queued in the study that tune then continues (the same name, metric and mode).
+    study = open_study(optuna, out, "base", "val_loss", "min", 42, optuna.pruners.NopPruner())
+    study.enqueue_trial({"model.learning_rate": 3.0e-3})
+    study.enqueue_trial({"model.learning_rate": 1.0e-9})
+    main(["tune", "--config", str(path), "--search_space", str(tmp_path / "space.yaml"), "--output", str(out),
+          "--n_trials", "2", "--metric", "val_loss", "--prune_startup_trials", "1",
+          "--prune_warmup_epochs", "0"])  # fmt: skip
+    first, second = read_csv(out / "trials.csv")
+    assert (first["state"], second["state"]) == ("complete", "pruned")
+    assert float(second["model.learning_rate"]) == pytest.approx(1e-9)
+    assert len(logged_rows(Path(first["run_folder"]), "val")) == 3
+    pruned = Path(second["run_folder"])
+    assert len(logged_rows(pruned, "val")) == 1
+    assert (pruned / "README.md").is_file() and list((pruned / "checkpoints").glob("best-*.ckpt"))
+    assert "Trial 1 pruned after epoch 1" in capsys.readouterr().out
+
+
+def test_negative_pruning_setting_is_refused_by_name(base_config, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", "--config", str(base_config), "--prune_warmup_epochs", "-1"])
+    assert exit_info.value.code == 2
+    assert "--prune_warmup_epochs: give a whole number >= 0, not '-1'" in capsys.readouterr().err
 
 
 def test_pruned_trial_stops_its_fit_after_that_validation():
