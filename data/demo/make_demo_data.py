@@ -302,7 +302,10 @@ TEMPLATES = {
 # Ambiguous messages: each lists every label that could defensibly handle it.
 # A row drawn from one of these receives one of its listed labels.
 AMBIGUOUS = [
-    ("I paid {amount} for express shipping on order {order} and it still came late, can I get that back?", ["billing", "delivery"]),
+    (
+        "I paid {amount} for express shipping on order {order} and it still came late, can I get that back?",
+        ["billing", "delivery"],
+    ),
     ("Order {order} never arrived and I just want my money back.", ["delivery", "billing"]),
     ("The {product} came in a crushed box and is dented, what happens now?", ["delivery", "returns"]),
     ("The refund for the {product} I sent back {day} still hasn't shown up.", ["returns", "billing"]),
@@ -315,9 +318,15 @@ AMBIGUOUS = [
     ("Order {order} disappeared from my account right after I paid.", ["technical", "billing"]),
     ("The {product} never arrived and the return I opened for it shows as cancelled.", ["delivery", "returns"]),
     ("I was charged a restocking fee of {amount} when I returned the {product}.", ["billing", "returns"]),
-    ("The app says order {order} is delivered but I never got it, and I can't open the help page.", ["delivery", "technical"]),
+    (
+        "The app says order {order} is delivered but I never got it, and I can't open the help page.",
+        ["delivery", "technical"],
+    ),
     ("Half of my order {order} is missing and I'd rather have a refund than wait.", ["delivery", "returns", "billing"]),
-    ("The {product} stopped charging after a week, is that a fault or am I doing something wrong?", ["returns", "technical"]),
+    (
+        "The {product} stopped charging after a week, is that a fault or am I doing something wrong?",
+        ["returns", "technical"],
+    ),
 ]
 
 
@@ -496,7 +505,7 @@ def check(splits):
             if text in seen:
                 raise SystemExit(f"duplicate text in {seen[text]} and {split}: {text!r}")
             seen[text] = split
-        counts = {lab: sum(1 for _, l in rows if l == lab) for lab in LABELS}
+        counts = {lab: sum(1 for _, label in rows if label == lab) for lab in LABELS}
         if counts != SPLIT_COUNTS[split]:
             raise SystemExit(f"{split}: counts {counts} != {SPLIT_COUNTS[split]}")
 
@@ -513,7 +522,7 @@ def write(splits):
             back = [tuple(r) for r in csv.reader(f)][1:]
         if back != [tuple(r) for r in rows]:
             raise SystemExit(f"{path}: CSV round-trip mismatch")
-        counts = ", ".join(f"{lab}={sum(1 for _, l in rows if l == lab)}" for lab in LABELS)
+        counts = ", ".join(f"{lab}={sum(1 for _, label in rows if label == lab)}" for lab in LABELS)
         print(f"wrote {path} ({len(rows)} rows: {counts})")
 
 
