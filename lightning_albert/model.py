@@ -1,8 +1,11 @@
 """AlbertClassifier: the ALBERT model, the seed run's optimizer and schedule, and the metrics it reports."""
 
 import json
+import logging
 import math
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,7 @@ from transformers import (
     SchedulerType,
     get_scheduler,
 )
+from transformers.utils import logging as hf_logging
 
 from lightning_albert import attention
 from lightning_albert.errors import InputError
@@ -270,7 +274,7 @@ def build_albert(
     vocab_size: int | None,
 ) -> AlbertForSequenceClassification:
     """Load pretrained ALBERT weights, or build a fresh ALBERT from a config (file or inline values)."""
-    labels = dict(num_labels=len(id2label), id2label=id2label, label2id={v: k for k, v in id2label.items()})
+    labels = dict(id2label=id2label, label2id={v: k for k, v in id2label.items()})  # num_labels follows id2label
     if pretrained:
         return load_pretrained(AlbertForSequenceClassification, pretrained, vocab_size, **labels)
     return AlbertForSequenceClassification(albert_config(config, vocab_size, **labels))
@@ -280,10 +284,15 @@ def load_pretrained(cls: type[PreTrainedModel], pretrained: str, vocab_size: int
     """`cls.from_pretrained`, refusing a source that lacks encoder weights: only task heads may start fresh.
 
     The pooler is the one exception: it is trained by sentence-order prediction, so an export of masked-language
-    pretraining alone has none, and a classifier starts it fresh (as it does its head); that is said, not hidden.
+    pretraining alone has none, and a classifier starts it fresh (as it does its head). A head of another shape
+    (a classifier for another number of labels) starts fresh too. One line says what started fresh and what the
+    source had that is not used, in place of transformers' table of keys (the same keys, logged as a warning).
     """
     try:
-        model, info = cls.from_pretrained(pretrained, output_loading_info=True, **settings)
+        with _quiet_loading():
+            model, info = cls.from_pretrained(
+                pretrained, output_loading_info=True, ignore_mismatched_sizes=True, **settings
+            )
     except OSError as e:
         raise InputError(
             f"model.pretrained: cannot load '{pretrained}' ({str(e).splitlines()[0]}). Give a local folder with "
@@ -293,22 +302,62 @@ def load_pretrained(cls: type[PreTrainedModel], pretrained: str, vocab_size: int
     # starts: without this, dropout would stay off for the whole fit.
     model.train()
     encoder = f"{model.base_model_prefix}."
-    fresh = sorted(k for k in info["missing_keys"] if k.startswith(encoder))
-    missing = [k for k in fresh if not k.startswith(f"{encoder}pooler.")]
+    reshaped = {key: (old, new) for key, old, new in info["mismatched_keys"]}
+    fresh = sorted({*info["missing_keys"], *reshaped})
+    missing = [k for k in fresh if k.startswith(encoder) and not k.startswith(f"{encoder}pooler.")]
     if missing:
+        shapes = [f"{k} {list(reshaped[k][0])} there, {list(reshaped[k][1])} here" if k in reshaped else k
+                  for k in missing[:3]]  # fmt: skip
         raise InputError(
             f"model.pretrained: '{pretrained}' lacks {len(missing)} encoder weight(s) the model needs "
-            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); they would start random. "
+            f"({', '.join(shapes)}{', ...' if len(missing) > 3 else ''}); they would start random. "
             "Give a folder written by save_pretrained of an ALBERT model (fit's or pretrain's hf_model)."
         )
-    if fresh:
-        rank_zero_info(f"'{pretrained}' has no pooler (pretrained without sentence-order prediction): it starts fresh.")
     if vocab_size is not None and vocab_size > model.config.vocab_size:
         raise InputError(
             f"the tokenizer has {vocab_size} pieces but '{pretrained}' has embeddings for "
             f"{model.config.vocab_size}: use the model's own tokenizer (data.tokenizer: {pretrained})."
         )
+    rank_zero_info(_loading_summary(pretrained, encoder, fresh, sorted(info["unexpected_keys"]), reshaped))
     return model
+
+
+def _loading_summary(
+    pretrained: str, encoder: str, fresh: list[str], unused: list[str], reshaped: dict[str, tuple]
+) -> str:
+    """One line: every encoder weight came from `pretrained`; which modules start fresh, and why; what is unused."""
+
+    def modules(keys: list[str]) -> list[str]:
+        return list(dict.fromkeys(k.removeprefix(encoder).split(".")[0] for k in keys))
+
+    why = {"pooler": "pooler (no sentence-order prediction in its pretraining)"}
+    for key, (old, new) in reshaped.items():
+        if key.endswith(".bias") and len(old) == 1:
+            why.setdefault(modules([key])[0], f"{modules([key])[0]} ({old[0]} outputs there, {new[0]} here)")
+    line = f"model.pretrained '{pretrained}': every encoder weight loaded"
+    if fresh:
+        line += "; starting fresh: " + ", ".join(why.get(m, m) for m in modules(fresh))
+    if unused:
+        line += "; not used: " + ", ".join(modules(unused)) + " (its pretraining heads)"
+    return line + "."
+
+
+@contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Drop the LOAD REPORT table transformers 5 logs as a warning on every load: load_pretrained checks the same
+    keys. A filter, not a level: modeling_utils runs more checks (that warn) when its logger's level is raised."""
+    log = hf_logging.get_logger("transformers.modeling_utils")
+    report = _DropLoadReport()
+    log.addFilter(report)
+    try:
+        yield
+    finally:
+        log.removeFilter(report)
+
+
+class _DropLoadReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in str(record.msg)
 
 
 def albert_config(config: str | dict[str, Any] | None, vocab_size: int | None, **settings) -> AlbertConfig:

@@ -2,6 +2,7 @@
 exports, with its tokenizer."""
 
 import json
+import logging
 import shutil
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 import yaml
 from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, REPO, TINY_ALBERT, only_run, read_csv, run_cli
 from safetensors.torch import load_file, save_file
-from transformers import AlbertConfig, AlbertForMaskedLM
+from transformers import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClassification
 
 from lightning_albert.cli import AlbertCLI, main
 from lightning_albert.errors import InputError
@@ -199,6 +200,49 @@ def test_a_masked_language_export_lacks_only_the_pooler(tmp_path):
     assert_same_encoder(AlbertClassifier(pretrained=str(export), num_labels=3), export, new={
         "albert.pooler.weight", "albert.pooler.bias",
     })  # fmt: skip
+
+
+class Records(logging.Handler):
+    """What a logger and its children log, whatever their handlers print to."""
+
+    def __init__(self, *names: str):
+        super().__init__(logging.DEBUG)
+        self.names, self.messages = names, []
+
+    def emit(self, record):
+        self.messages.append((record.levelno, record.getMessage()))
+
+    def __enter__(self):
+        for name in self.names:
+            logging.getLogger(name).addHandler(self)
+        return self
+
+    def __exit__(self, *_):
+        for name in self.names:
+            logging.getLogger(name).removeHandler(self)
+
+
+def test_loading_says_in_one_line_what_starts_fresh_and_what_is_unused(tmp_path):
+    """transformers' own LOAD REPORT (a table of keys, logged as a warning) is replaced by one line."""
+    export = tiny_mlm_export(tmp_path)
+    with Records("transformers", "lightning") as logged:
+        AlbertClassifier(pretrained=str(export), num_labels=3)
+    assert not [m for level, m in logged.messages if level >= logging.WARNING], logged.messages
+    assert (logging.INFO, f"model.pretrained '{export}': every encoder weight loaded; starting fresh: pooler (no "
+            "sentence-order prediction in its pretraining), classifier; not used: predictions (its pretraining "
+            "heads).") in logged.messages  # fmt: skip
+
+
+def test_a_classifier_for_other_labels_keeps_its_encoder_and_starts_a_new_head(tmp_path):
+    """Fine-tuning a fit's export on a data set with another number of labels: the head cannot be reused."""
+    config = AlbertConfig(vocab_size=100, **TINY_ALBERT, num_labels=3)
+    AlbertForSequenceClassification(config).save_pretrained(tmp_path)
+    with Records("transformers", "lightning") as logged:
+        model = AlbertClassifier(pretrained=str(tmp_path), num_labels=5)
+    assert_same_encoder(model, tmp_path, new=set())
+    assert model.model.classifier.out_features == 5 and model.model.config.num_labels == 5
+    assert not [m for level, m in logged.messages if level >= logging.WARNING], logged.messages
+    assert any("starting fresh: classifier (3 outputs there, 5 here)." in m for _, m in logged.messages)
 
 
 def test_an_export_missing_an_encoder_weight_is_refused(tmp_path):
