@@ -327,18 +327,17 @@ def _loading_summary(
 ) -> str:
     """One line: every encoder weight came from `pretrained`; which modules start fresh, and why; what is unused."""
 
-    def modules(keys: list[str]) -> list[str]:
-        return list(dict.fromkeys(k.removeprefix(encoder).split(".")[0] for k in keys))
+    def module(key: str) -> str:
+        return key.removeprefix(encoder).split(".")[0]
 
     why = {"pooler": "pooler (no sentence-order prediction in its pretraining)"}
-    for key, (old, new) in reshaped.items():
-        if key.endswith(".bias") and len(old) == 1:
-            why.setdefault(modules([key])[0], f"{modules([key])[0]} ({old[0]} outputs there, {new[0]} here)")
+    for key, (old, new) in reshaped.items():  # a Linear's weight and bias both lead with its outputs
+        why.setdefault(module(key), f"{module(key)} ({old[0]} outputs there, {new[0]} here)")
     line = f"model.pretrained '{pretrained}': every encoder weight loaded"
     if fresh:
-        line += "; starting fresh: " + ", ".join(why.get(m, m) for m in modules(fresh))
+        line += "; starting fresh: " + ", ".join(why.get(m, m) for m in dict.fromkeys(map(module, fresh)))
     if unused:
-        line += "; not used: " + ", ".join(modules(unused)) + " (its pretraining heads)"
+        line += "; not used here: " + ", ".join(dict.fromkeys(map(module, unused)))
     return line + "."
 
 

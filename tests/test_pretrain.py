@@ -3,6 +3,7 @@ exports, with its tokenizer."""
 
 import json
 import logging
+import re
 import shutil
 
 import pytest
@@ -202,47 +203,41 @@ def test_a_masked_language_export_lacks_only_the_pooler(tmp_path):
     })  # fmt: skip
 
 
-class Records(logging.Handler):
-    """What a logger and its children log, whatever their handlers print to."""
-
-    def __init__(self, *names: str):
-        super().__init__(logging.DEBUG)
-        self.names, self.messages = names, []
-
-    def emit(self, record):
-        self.messages.append((record.levelno, record.getMessage()))
-
-    def __enter__(self):
-        for name in self.names:
-            logging.getLogger(name).addHandler(self)
-        return self
-
-    def __exit__(self, *_):
-        for name in self.names:
-            logging.getLogger(name).removeHandler(self)
-
-
-def test_loading_says_in_one_line_what_starts_fresh_and_what_is_unused(tmp_path):
+def test_loading_says_in_one_line_what_starts_fresh_and_what_is_unused(tmp_path, caplog):
     """transformers' own LOAD REPORT (a table of keys, logged as a warning) is replaced by one line."""
     export = tiny_mlm_export(tmp_path)
-    with Records("transformers", "lightning") as logged:
-        AlbertClassifier(pretrained=str(export), num_labels=3)
-    assert not [m for level, m in logged.messages if level >= logging.WARNING], logged.messages
-    assert (logging.INFO, f"model.pretrained '{export}': every encoder weight loaded; starting fresh: pooler (no "
-            "sentence-order prediction in its pretraining), classifier; not used: predictions (its pretraining "
-            "heads).") in logged.messages  # fmt: skip
+    caplog.set_level(logging.INFO)
+    AlbertClassifier(pretrained=str(export), num_labels=3)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO] == [
+        f"model.pretrained '{export}': every encoder weight loaded; starting fresh: pooler (no sentence-order "
+        "prediction in its pretraining), classifier; not used here: predictions."
+    ]
 
 
-def test_a_classifier_for_other_labels_keeps_its_encoder_and_starts_a_new_head(tmp_path):
+def test_a_classifier_for_other_labels_keeps_its_encoder_and_starts_a_new_head(tmp_path, caplog):
     """Fine-tuning a fit's export on a data set with another number of labels: the head cannot be reused."""
     config = AlbertConfig(vocab_size=100, **TINY_ALBERT, num_labels=3)
     AlbertForSequenceClassification(config).save_pretrained(tmp_path)
-    with Records("transformers", "lightning") as logged:
-        model = AlbertClassifier(pretrained=str(tmp_path), num_labels=5)
+    caplog.set_level(logging.INFO)
+    model = AlbertClassifier(pretrained=str(tmp_path), num_labels=5)
     assert_same_encoder(model, tmp_path, new=set())
     assert model.model.classifier.out_features == 5 and model.model.config.num_labels == 5
-    assert not [m for level, m in logged.messages if level >= logging.WARNING], logged.messages
-    assert any("starting fresh: classifier (3 outputs there, 5 here)." in m for _, m in logged.messages)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "starting fresh: classifier (3 outputs there, 5 here)." in caplog.text
+
+
+def test_an_encoder_weight_of_another_shape_is_refused_not_reinitialised(tmp_path):
+    """Heads of another shape start fresh (ignore_mismatched_sizes); an encoder weight must not."""
+    export = tiny_mlm_export(tmp_path)
+    weights = load_file(export / "model.safetensors")
+    key = next(k for k in weights if "attention.query.weight" in k)
+    weights[key] = weights[key][:-1]
+    save_file(weights, export / "model.safetensors", metadata={"format": "pt"})
+    rows, columns = weights[key].shape
+    shapes = re.escape(f"{key} [{rows}, {columns}] there, [{columns}, {columns}] here")
+    with pytest.raises(InputError, match=shapes):
+        AlbertClassifier(pretrained=str(export), num_labels=3)
 
 
 def test_an_export_missing_an_encoder_weight_is_refused(tmp_path):
