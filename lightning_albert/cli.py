@@ -24,7 +24,7 @@ from lightning_albert.baseline import run_baseline
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint, stream_checkpoints
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError, TrainingError
-from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
+from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck, after_training
 from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
@@ -263,16 +263,17 @@ class AlbertCLI(LightningCLI):
     def after_fit(self) -> None:
         """Test the best checkpoint when there is a test split, then say what the run did and where it is."""
         trainer = self.trainer
-        if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
-            best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
-            trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None, verbose=False)
-        folder = Path(trainer.log_dir)  # on every rank: it broadcasts from rank 0, so rank 0 alone would hang
-        if not trainer.is_global_zero:
-            return
-        writer = next((c for c in trainer.callbacks if isinstance(c, RunFolderWriter)), None)
-        if self.config["fit"]["baseline"] and writer is not None:
-            splits = ["validation"] + (["test"] if writer.report.get("test") else [])
-            writer.add("baseline", run_baseline(self.datamodule, splits))
+        with after_training(trainer):
+            if self.config["fit"]["test_after_fit"] and self.datamodule.has_split("test"):
+                best = trainer.checkpoint_callback and trainer.checkpoint_callback.best_model_path
+                trainer.test(self.model, datamodule=self.datamodule, ckpt_path="best" if best else None, verbose=False)
+            folder = Path(trainer.log_dir)  # on every rank: it broadcasts from rank 0, so rank 0 alone would hang
+            if not trainer.is_global_zero:
+                return
+            writer = next((c for c in trainer.callbacks if isinstance(c, RunFolderWriter)), None)
+            if self.config["fit"]["baseline"] and writer is not None:
+                splits = ["validation"] + (["test"] if writer.report.get("test") else [])
+                writer.add("baseline", run_baseline(self.datamodule, splits))
         print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
 
     def before_predict(self) -> None:

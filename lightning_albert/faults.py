@@ -16,6 +16,8 @@ checkpoint is written; a fault raises `TrainingError`, which the CLI prints as o
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -23,9 +25,11 @@ from typing import Any
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from lightning_albert.errors import TrainingError
+from lightning_albert.resume import rerun_interrupted_validation
 
 NO_FAULT = torch.iinfo(torch.int64).max  # "no bad step yet": the minimum over ranks is then the first bad step
 
@@ -56,6 +60,7 @@ class InterruptCheckpoint(Callback):
     def __init__(self, command: str = "fit") -> None:
         self.command = command
         self.signal: signal.Signals | None = None  # SIGINT once a Ctrl+C was routed to Lightning's SIGTERM path
+        self.validating = False  # while saving the checkpoint of a signal that landed in fit's validation
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Installed after Lightning registered its handlers, so its teardown restores the original SIGINT handler.
@@ -82,6 +87,8 @@ class InterruptCheckpoint(Callback):
             return
         signum = self.signal or signal.SIGTERM
         exception.code = 128 + signum  # SIGTERMException is a SystemExit
+        if trainer.state.fn != TrainerFn.FITTING:
+            return  # the test that ends fit: training is over and its last.ckpt must stay (`after_training`)
         where = f"Interrupted by {signum.name} at optimizer step {trainer.global_step} (epoch {trainer.current_epoch})"
         path = last_checkpoint_path(trainer)
         if trainer.world_size > 1:
@@ -92,13 +99,21 @@ class InterruptCheckpoint(Callback):
                 command = resume_command(trainer, self.command)
                 print(f"{where}: not saved under DDP; {saved}. To resume:\n  {command}", file=sys.stderr)
             return
+        # Stopped inside fit's validation: the resumed fit runs it again (see on_save_checkpoint).
+        self.validating = trainer.state.fn == TrainerFn.FITTING and trainer.validating and not trainer.sanity_checking
         try:
             trainer.save_checkpoint(path, weights_only=False)
         except TrainingError as fault:  # the weights went bad before the signal: keep the last good checkpoint
             print(f"{where}, and: {fault}", file=sys.stderr)
             exception.code = 1
             return
+        finally:
+            self.validating = False
         print(f"{where}: saved {path}. To resume:\n  {resume_command(trainer, self.command)}", file=sys.stderr)
+
+    def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
+        if self.validating:
+            rerun_interrupted_validation(checkpoint)
 
 
 class NonFiniteLossCheck(Callback):
@@ -159,3 +174,38 @@ class NonFiniteLossCheck(Callback):
             f"trainer.precision 32-true; then start again, or continue from the last good checkpoint: "
             f"{resume_command(trainer, self.command)} plus the changed setting."
         )
+
+
+class _Stopped(BaseException):
+    """A signal after training (not an Exception: nothing on the way may take it for an error and go on)."""
+
+
+@contextmanager
+def after_training(trainer: Trainer, command: str = "fit") -> Iterator[None]:
+    """Around what a fit does once training is over (testing the best checkpoint, the baseline, the summary).
+
+    A signal there loses no training: the checkpoints, the export and the card are written. It stops the work left,
+    says what is missing and the command that finishes it (a fit resumed from its final last.ckpt trains no
+    further: it tests and scores the baseline again), and exits with 128 + the signal's number. During the test,
+    Lightning's own SIGTERM handling stops the loop (InterruptCheckpoint then saves nothing); elsewhere this one.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise _Stopped(signum)
+
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    except (_Stopped, SIGTERMException) as stopped:
+        signum = signal.Signals(stopped.args[0] if isinstance(stopped, _Stopped) else stopped.code - 128)
+        if trainer.is_global_zero:
+            print(
+                f"Interrupted by {signum.name} after training had finished, before the test of the best checkpoint "
+                f"and the baseline were done: the checkpoints, the export and the model card are written, without "
+                f"those results. To add them:\n  {resume_command(trainer, command)}",
+                file=sys.stderr,
+            )
+        raise SystemExit(128 + signum) from None
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

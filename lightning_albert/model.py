@@ -135,8 +135,12 @@ class AlbertClassifier(LightningModule):
         # The card's "Training Loss" is the plain mean of the epoch's per-step losses. Accumulated on the device
         # and shown once an epoch: a per-step value in the progress bar would wait for the device every step.
         self.train_loss.update(loss.detach())
-        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Logged here, not in training_step: a fit resumed inside an epoch's validation runs no training step in
+        # that epoch, and its loss (the sums restored from the checkpoint) must still be logged.
+        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)

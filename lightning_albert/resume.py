@@ -162,6 +162,26 @@ class RestoreTrainingOrder(Callback):
             iter(fit_loop._data_fetcher)  # a fresh iterator, from the loaded position
 
 
+INTERRUPTED_VALIDATION = "interrupted_validation"  # set in a checkpoint saved part-way through fit's validation
+
+
+def rerun_interrupted_validation(checkpoint: dict[str, Any]) -> None:
+    """Make a checkpoint saved between two batches of fit's validation resume by running that validation again.
+
+    Lightning resumes a validation only from a checkpoint saved inside one of its batches (the validation loop's
+    progress then has one batch started but not processed); saved between batches, where a signal stops the loop,
+    the progress reads as finished, and the resumed fit would go on to the next epoch without that epoch's
+    metrics, checkpoint decision or card row. The validation runs again in full (its metric states are not in the
+    checkpoint, so a partial one could not be completed).
+    """
+    progress = checkpoint["loops"]["fit_loop"]["epoch_loop.val_loop.batch_progress"]
+    total = progress["total"]
+    total["processed"] = total["completed"] = total["started"] - 1  # what Lightning reads as "mid-evaluation"
+    # From its first batch: the resumed loop counts the current run's batches as already fetched.
+    progress["current"] = {key: 0 for key in progress["current"]}
+    checkpoint[INTERRUPTED_VALIDATION] = True
+
+
 TRAIN_LOSS_STATE = ("train_loss.mean_value", "train_loss.weight")  # the MeanMetric's sums, in the state dict
 
 
@@ -194,13 +214,15 @@ def restore_process_states(module: LightningModule, checkpoint: dict[str, Any]) 
     progress = checkpoint.get("loops", {}).get("fit_loop", {}).get("epoch_loop.batch_progress", {})
     # Taken at the end of an epoch (after its validation), a resumed fit starts the next epoch, whose
     # training-loss mean must not start from this epoch's sums (Lightning skips on_train_epoch_start then).
-    # Mid-epoch, each process takes back its own sums; on another number of processes, or from a checkpoint
-    # without them, rank 0 carries all processes' sums alone.
+    # Mid-epoch, or during the epoch's validation (which the resumed fit runs again before the epoch ends), each
+    # process takes back its own sums; on another number of processes, or from a checkpoint without them, rank 0
+    # carries all processes' sums alone.
+    epoch_done = progress.get("is_last_batch") and not checkpoint.get(INTERRUPTED_VALIDATION)
     state = checkpoint["state_dict"]
     per_process = checkpoint.get("train_loss_per_process")
-    if fitting and not progress.get("is_last_batch") and per_process and len(per_process) == module.trainer.world_size:
+    if fitting and not epoch_done and per_process and len(per_process) == module.trainer.world_size:
         state.update(per_process[module.global_rank])
-    elif progress.get("is_last_batch") or (fitting and module.global_rank != 0):
+    elif epoch_done or (fitting and module.global_rank != 0):
         for key in TRAIN_LOSS_STATE:
             if key in state:
                 state[key] = torch.zeros_like(state[key])
