@@ -62,6 +62,12 @@ def resolve_checkpoint(value: str | None, config_files: list[Any]) -> str | None
             raise InputError(f"--ckpt_path last: {folder} has no last.ckpt (was checkpoint.save_last off?).")
         if value == "best":
             path = best_checkpoint(folder)
+    if path.is_dir():
+        inside = ", ".join(p.name for p in sorted(path.glob("*.ckpt"))[:4]) or "no .ckpt file"
+        raise InputError(
+            f"--ckpt_path: '{path}' is a folder ({inside}); give a checkpoint file, or best / last with the run's "
+            "--config."
+        )
     if not path.is_file():
         raise InputError(f"--ckpt_path: no such checkpoint file '{path}'.")
     return str(path)
@@ -73,6 +79,13 @@ def run_checkpoints_folder(config_files: list[Any]) -> Path:
         folder = Path(str(config)).resolve().parent / "checkpoints"
         if folder.is_dir():
             return folder
+    for config in reversed(config_files or []):
+        run = Path(str(config)).resolve().parent
+        if Path(str(config)).name == "config.yaml" and run.name.startswith("version_"):  # a run's own config
+            raise InputError(
+                f"--ckpt_path best/last: {run} has no checkpoint yet (the run stopped before saving its first): "
+                "start it again without --ckpt_path."
+            )
     given = ", ".join(str(c) for c in config_files) if config_files else "no --config"
     raise InputError(
         f"--ckpt_path best/last names a checkpoint of a finished run, but {given} is not in a run folder with "

@@ -6,6 +6,7 @@ python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
 
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import warnings
@@ -14,6 +15,7 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
@@ -27,6 +29,7 @@ from lightning_albert.errors import InputError, TrainingError
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck, after_training
 from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
+from lightning_albert.options import check_config_files, check_settings, parse_error
 from lightning_albert.predictions import PredictionsWriter
 from lightning_albert.resume import (
     RestoreTrainingOrder,
@@ -61,8 +64,29 @@ class AlbertCLI(LightningCLI):
         self._temporary = tempfile.TemporaryDirectory(prefix="lightning_albert_")  # removed when the command ends
         try:
             self._init(args, run)
+        except InputError:
+            self._remove_refused_run_folder()
+            raise
         finally:
             self._temporary.cleanup()
+
+    def _remove_refused_run_folder(self) -> None:
+        """A run refused once the Trainer was built (a bad validation row found in setup) leaves no `version_N`
+        behind: only a folder this process made, and only while it holds nothing but the loggers' first files."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None or not trainer.loggers or not trainer.is_global_zero:
+            return
+        folder = Path(trainer.loggers[0].log_dir)  # not trainer.log_dir: it broadcasts, and other ranks are gone
+        resumed = run_folder_of((self.config.get(self.subcommand) or {}).get("ckpt_path") if self.subcommand else None)
+        made_here = {"config.yaml", "hparams.yaml"}
+        if (
+            folder.is_dir()
+            and folder.resolve() != resumed
+            and all(p.name in made_here or p.name.startswith("events.out.tfevents.") for p in folder.iterdir())
+        ):
+            shutil.rmtree(folder)
+            if not any(folder.parent.iterdir()):
+                folder.parent.rmdir()  # lightning_logs/, when this was its first run
 
     def _init(self, args: Any, run: bool) -> None:
         super().__init__(
@@ -80,7 +104,8 @@ class AlbertCLI(LightningCLI):
             },
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
             save_config_callback=RunConfigSaver,
-            parser_kwargs={"prog": "python -m lightning_albert", "description": DESCRIPTION},
+            # Refusals are raised (and said in one line by `options.parse_error`), not printed as the usage screen.
+            parser_kwargs={"prog": "python -m lightning_albert", "description": DESCRIPTION, "exit_on_error": False},
             args=args,
             run=run,
         )
@@ -153,7 +178,10 @@ class AlbertCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as e:
+            raise parse_error(str(e), sys.argv[1:] if args is None else args) from None
         subcommand = self.config.get("subcommand")
         if subcommand:
             config = self.config[subcommand]
@@ -166,6 +194,7 @@ class AlbertCLI(LightningCLI):
         """For validate/test/predict on a checkpoint, take labels and tokenizer from it, not from train_file;
         fit from pretrained weights reads texts with their tokenizer."""
         config = self.config[self.subcommand] if self.subcommand else self.config
+        check_settings(config)  # before the DataModule trains a tokenizer and the Trainer makes a run folder
         if self.subcommand in ("fit", None):  # None: run=False, the programmatic way to build what fit trains
             tokenizer_follows_pretrained(config)
         ckpt_path = config.get("ckpt_path")
@@ -318,6 +347,7 @@ def main(args: list[str] | None = None) -> None:
     argv = sys.argv[1:] if args is None else list(args)
     quiet_library_noise()
     try:
+        check_config_files(argv)
         if argv and argv[0] in TOOLS:
             import_module(f"lightning_albert.{argv[0]}").main(argv[1:])
         else:

@@ -14,6 +14,7 @@ tensor (no host sync per step) and looks at it, across ranks, every `log_every_n
 checkpoint is written; a fault raises `TrainingError`, which the CLI prints as one paragraph with exit status 1.
 """
 
+import shlex
 import signal
 import sys
 from collections.abc import Iterator
@@ -47,7 +48,7 @@ def last_checkpoint_path(trainer: Trainer) -> Path:
 def resume_command(trainer: Trainer, command: str) -> str:
     # `--ckpt_path last` finds checkpoints/ beside the run's config.yaml (checkpoints.py), written by LightningCLI.
     config = last_checkpoint_path(trainer).parent.parent / "config.yaml"
-    return f"python -m lightning_albert {command} --config {config} --ckpt_path last"
+    return f"python -m lightning_albert {command} --config {shlex.quote(str(config))} --ckpt_path last"
 
 
 class InterruptCheckpoint(Callback):

@@ -32,6 +32,7 @@ from transformers.utils import logging as hf_logging
 
 from lightning_albert import attention
 from lightning_albert.errors import InputError
+from lightning_albert.options import check_albert_config, check_model
 from lightning_albert.resume import restore_process_states, save_process_states
 
 
@@ -82,6 +83,7 @@ class AlbertClassifier(LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        check_model(self.hparams)
         check_scheduler_type(lr_scheduler_type)
         self.id2label = {int(k): str(v) for k, v in (id2label or {i: f"LABEL_{i}" for i in range(num_labels)}).items()}
         if len(self.id2label) != num_labels:
@@ -370,6 +372,8 @@ def albert_config(config: str | dict[str, Any] | None, vocab_size: int | None, *
             "the model needs model.pretrained (a hub name or folder, e.g. albert-base-v2) or model.config "
             "(an AlbertConfig JSON file or inline values, to train from scratch)."
         )
+    if isinstance(config, dict):
+        check_albert_config(config)
     values = dict(config) if isinstance(config, dict) else _read_config_file(config)
     if vocab_size is not None:
         values["vocab_size"] = vocab_size

@@ -53,15 +53,23 @@ class PredictionsWriter(Callback):
         texts = table.column(data.text_column, "text")
         pairs = table.column(data.text_pair_column, "text_pair") if data.text_pair_column else None
         path = self.target
+        empty = []
         with atomic_write(path, newline="", encoding="utf-8") as f:
             writer = csv.writer(f)
             writer.writerow(header)
             for k, r in enumerate(split.rows):
                 values = [r] + ([split.ids[k]] if data.id_column else []) + [texts[r] or ""]
                 values += [pairs[r] or ""] if pairs else []
-                values += [rows[r]["label"]] + [f"{p:.8g}" for p in rows[r]["probs"]]
+                if (texts[r] or "").strip() or (pairs and (pairs[r] or "").strip()):
+                    values += [rows[r]["label"]] + [f"{p:.8g}" for p in rows[r]["probs"]]
+                else:  # nothing to classify: the row stays (rows match the input), without a made-up label
+                    empty.append(r)
+                    values += [""] * (1 + len(names))
                 writer.writerow(values)
         print(f"Wrote {len(split.rows)} predictions to {path}")
+        if empty:
+            shown = ", ".join(map(str, empty[:5])) + (", ..." if len(empty) > 5 else "")
+            print(f"{len(empty)} text(s) were empty (row {shown}): their rows have no label or probabilities.")
 
 
 def read_predictions(path: str | Path) -> list[dict[str, str]]:

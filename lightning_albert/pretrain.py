@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
@@ -40,6 +41,7 @@ from lightning_albert.model import (
     clip_gradients,
     load_pretrained,
 )
+from lightning_albert.options import check_model, check_settings, parse_error
 from lightning_albert.provenance import write_pretraining_record
 from lightning_albert.resume import (
     RestoreTrainingOrder,
@@ -296,6 +298,7 @@ class AlbertPretrainer(LightningModule):
         """
         super().__init__()
         self.save_hyperparameters()
+        check_model(self.hparams)
         check_scheduler_type(lr_scheduler_type)
         cls = AlbertForPreTraining if sentence_order else AlbertForMaskedLM
         if pretrained:
@@ -383,7 +386,11 @@ class PretrainCLI(LightningCLI):
                 "use_distributed_sampler": False,
             },
             auto_configure_optimizers=False,  # the model owns its optimizer and schedule
-            parser_kwargs={"prog": "python -m lightning_albert pretrain", "description": DESCRIPTION},
+            parser_kwargs={
+                "prog": "python -m lightning_albert pretrain",
+                "description": DESCRIPTION,
+                "exit_on_error": False,
+            },
             save_config_callback=RunConfigSaver,
             args=args,
             run=False,
@@ -421,12 +428,16 @@ class PretrainCLI(LightningCLI):
         )
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
-        super().parse_arguments(parser, args)
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as e:
+            raise parse_error(str(e), ["pretrain", *args], "python -m lightning_albert") from None
         self.config["ckpt_path"] = resolve_checkpoint(self.config.get("ckpt_path"), self.config.get("config"))
         if self.config["ckpt_path"]:
             self.checkpoint = load_checkpoint(self.config["ckpt_path"], "--ckpt_path")
 
     def before_instantiate_classes(self) -> None:
+        check_settings(self.config)
         tokenizer_follows_pretrained(self.config)
         state = (self.checkpoint or {}).get(TextCorpusDataModule.__qualname__)  # where Lightning keeps its state
         if state and not self.config["data"].get("tokenizer"):

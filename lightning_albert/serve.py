@@ -34,11 +34,14 @@ try:
     from fastapi import Header, HTTPException, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.datastructures import Headers
+    from starlette.types import ASGIApp, Receive, Scope, Send
 except ImportError:
     raise InputError("serve needs LitServe: pip install 'lightning-albert[serve]'.") from None
 
 EXPORT_FOLDER = "hf_model"  # where a run keeps the export of its best checkpoint (run_folder.EXPORT_FOLDER)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model")
+_KEY_REFUSED = "missing or wrong X-API-Key header."
 _SOURCE_HELP = (
     "Give a run folder (runs/<name>/lightning_logs/version_N), a .ckpt file, or an exported folder "
     "(config.json and tokenizer files, as `export` writes)."
@@ -97,9 +100,10 @@ class AlbertAPI(ls.LitAPI):
         self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
 
     def authorize(self, x_api_key: str | None = Header(default=None)) -> None:
-        """LitServe's hook for every route (a FastAPI dependency): the `X-API-Key` header, when a key is set."""
-        if self.api_key and not secrets.compare_digest((x_api_key or "").encode(), self.api_key.encode()):
-            raise HTTPException(status_code=401, detail="missing or wrong X-API-Key header.")
+        """LitServe's hook for its own routes (a FastAPI dependency), behind `_RequireKey`: it also documents
+        the header in /docs, and overrides LitServe's check of $LIT_SERVER_API_KEY, which has another message."""
+        if self.api_key and not _key_matches(x_api_key, self.api_key):
+            raise HTTPException(status_code=401, detail=_KEY_REFUSED)
 
     # Annotated as a dict so FastAPI parses the JSON body in the HTTP process: invalid JSON or a body that is no
     # JSON object is answered 422 there and never reaches a batch.
@@ -164,6 +168,28 @@ class AlbertAPI(ls.LitAPI):
     def _prediction(self, probabilities: list[float]) -> dict[str, Any]:
         best = max(range(len(probabilities)), key=probabilities.__getitem__)
         return {"label": self.labels[best], "probabilities": dict(zip(self.labels, probabilities))}
+
+
+class _RequireKey:
+    """ASGI middleware, outermost: the key guards every route, FastAPI's /docs, /redoc and /openapi.json and a
+    404 included, before anything reads the body (a bad body without the key is 401, not 422 or 413)."""
+
+    def __init__(self, app: ASGIApp, key: str):
+        self.app = app
+        self.key = key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or _key_matches(Headers(scope=scope).get("x-api-key"), self.key):
+            await self.app(scope, receive, send)  # lifespan events, and requests with the key
+        elif scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008})  # before the accept: the client gets 403
+        else:
+            await JSONResponse(status_code=401, content={"detail": _KEY_REFUSED})(scope, receive, send)
+
+
+def _key_matches(given: str | None, key: str) -> bool:
+    """In constant time. Header values arrive as latin-1 text: back to their bytes, so a UTF-8 key matches."""
+    return secrets.compare_digest((given or "").encode("latin-1"), key.encode())
 
 
 async def _invalid_body(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -319,6 +345,8 @@ def main(argv: list[str]) -> None:
             max_payload_size=args.max_body_bytes,
         )
         server.app.add_exception_handler(RequestValidationError, _invalid_body)
+        if args.api_key:
+            server.app.add_middleware(_RequireKey, key=args.api_key)  # added last, so it runs first
         labels = ", ".join(config.id2label[i] for i in range(config.num_labels))
         print(
             f"Serving {args.source} ({'sentence pairs' if pairs else 'single texts'}; labels {labels}; "

@@ -3,6 +3,7 @@
 Built from the run folder (`history.read_run`), the same source as the model card, so the two never disagree.
 """
 
+import shlex
 from pathlib import Path
 
 from lightning_albert.baseline import side_by_side, verdict
@@ -44,14 +45,20 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
     if export is not None and export.is_dir():
         lines.append(f"  export      {export}  (transformers' pipeline loads it)")
     lines.append(f"  metrics     {folder / 'metrics.csv'}  (tensorboard --logdir {folder.parent})")
-    config = folder / "config.yaml"
+    config = shlex.quote(str(folder / "config.yaml"))  # commands to paste into a shell: a space must not split
+    # Without a validation there is no best checkpoint: the hints name what exists (last.ckpt), or nothing.
+    checkpoint = "best" if run.best_checkpoint else "last" if (folder / "checkpoints" / "last.ckpt").is_file() else None
+    if checkpoint is None:
+        return "\n".join(lines)
     lines.append("Next:")
     for command in ("validate", "test"):
-        lines.append(f"  python -m lightning_albert {command} --config {config} --ckpt_path best")
+        lines.append(f"  python -m lightning_albert {command} --config {config} --ckpt_path {checkpoint}")
     lines.append(
-        f"  python -m lightning_albert predict --config {config} --ckpt_path best --data.predict_file <texts.csv>"
+        f"  python -m lightning_albert predict --config {config} --ckpt_path {checkpoint} "
+        "--data.predict_file <texts.csv>"
     )
-    lines.append(f"  python -m lightning_albert serve {folder}")
+    if export is not None and export.is_dir():
+        lines.append(f"  python -m lightning_albert serve {shlex.quote(str(folder))}")
     return "\n".join(lines)
 
 

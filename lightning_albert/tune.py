@@ -190,12 +190,11 @@ def resolved_config(base: dict[str, Any], source: str) -> dict[str, Any]:
     try:
         with redirect_stdout(out), redirect_stderr(err):
             fit_in_process(["fit", "--config", yaml.safe_dump(base), "--print_config"])
-    except SystemExit as e:
+    except SystemExit as e:  # --print_config prints the config, then exits
         if e.code:
-            lines = err.getvalue().splitlines()
-            start = next((i for i, line in enumerate(lines) if line.startswith("error:")), len(lines) - 1)
-            reason = " ".join(" ".join(lines[start:]).split()).removeprefix("error: ")
-            raise InputError(f"{source}: fit refuses it: {reason}") from None
+            raise InputError(f"{source}: fit refuses it: {' '.join(err.getvalue().split())}") from None
+    except InputError as e:  # a refusal of jsonargparse's, said in one line (options.parse_error), or ours
+        raise InputError(f"{source}: fit refuses it: {e}") from None
     return yaml.safe_load(out.getvalue())
 
 

@@ -43,8 +43,9 @@ class SendSignalInEvaluation(Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         first_run = trainer.ckpt_path is None
-        if self.stage == "validate" and first_run and not trainer.sanity_checking and trainer.current_epoch == self.epoch:
-            self._send_at(batch_idx)
+        if self.stage == "validate" and first_run and not trainer.sanity_checking:
+            if trainer.current_epoch == self.epoch:
+                self._send_at(batch_idx)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         if self.stage == "test":

@@ -93,9 +93,32 @@ CASES = [
     ("wrong type (LightningCLI)", {}, ["--data.batch_size", "abc"], ["data.batch_size", "abc"]),
     ("last.ckpt as a link to the best", {}, ["--checkpoint.save_last", "link"],
      ["checkpoint.save_last: link is not supported", "set it to true"]),
-    ("FSDP on a CPU (the shipped device config)", {},
+    ("negative learning rate", {}, ["--model.learning_rate", "-1"],
+     ["model.learning_rate must be greater than 0, got -1"]),
+    ("warmup ratio above 1", {}, ["--model.warmup_ratio", "1.5"], ["model.warmup_ratio must be in [0, 1], got 1.5"]),
+    ("negative weight decay", {}, ["--model.weight_decay", "-0.1"], ["model.weight_decay must be at least 0"]),
+    ("Adam beta of 1 or more", {}, ["--model.adam_betas", "[0.9, 1.5]"], ["model.adam_betas[1] must be in [0, 1)"]),
+    ("dropout above 1", {}, ["--model.config.hidden_dropout_prob", "1.5"],
+     ["model.config.hidden_dropout_prob must be in [0, 1), got 1.5"]),
+    ("a typo in model.config", {}, ["--model.config.num_hiden_layers", "1"],
+     ["model.config: unknown key 'num_hiden_layers' (did you mean 'num_hidden_layers'?)"]),
+    ("step checkpoints every 0 steps", {}, ["--save_every_n_steps", "0"], ["save_every_n_steps must be at least 1"]),
+    ("negative early-stopping patience", {}, ["--early_stopping.patience", "-1"],
+     ["early_stopping.patience must be at least 0"]),
+    ("a run folder under a file", {}, ["--trainer.default_root_dir", "{tmp}/train.csv/runs"],
+     ["trainer.default_root_dir: cannot write into {tmp}/train.csv/runs", "is a file, not a folder"]),
+    ("config file that is not YAML", {"bad.yaml": "trainer:\n  max_epochs: 1\n model: [\n"},
+     ["--config", "{tmp}/bad.yaml"], ["--config {tmp}/bad.yaml, line 3: not valid YAML"]),
+    ("config file with an unknown key", {"bad.yaml": "model:\n  learning_rte: 0.1\n"},
+     ["--config", "{tmp}/bad.yaml"],
+     ["--config {tmp}/bad.yaml: unknown setting 'model.learning_rte' (did you mean model.learning_rate?)"]),
+    ("config file holding a list", {"bad.yaml": "- 1\n- 2\n"}, ["--config", "{tmp}/bad.yaml"],
+     ["--config {tmp}/bad.yaml: must hold a mapping"]),
+    ("FSDP on a CPU (the shipped device config)", {}, ["--config", str(REPO / "configs" / "devices" / "fsdp.yaml")],
+     ["trainer.strategy: FSDP needs a CUDA GPU", "--trainer.strategy ddp"]),
+    ("FSDP on a CPU, accelerator cpu", {},
      ["--config", str(REPO / "configs" / "devices" / "fsdp.yaml"), "--trainer.accelerator", "cpu"],
-     ["trainer:", "fsdp", "requires a GPU"]),
+     ["trainer.strategy: FSDP needs a CUDA GPU"]),
 ]  # fmt: skip
 
 
@@ -152,17 +175,55 @@ def test_bad_input_gets_a_clear_error(tmp_path, capsys, files, extra, fragments)
     extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
     code, err = run_main(fit_args(tmp_path, *extra), capsys)
     assert_clear_error(code, err, [f.replace("{tmp}", str(tmp_path)) for f in fragments])
-    assert not list((tmp_path / "runs").glob("lightning_logs/*/checkpoints/*.ckpt"))  # stopped before training
+    assert len(err.strip().splitlines()) == 1, err  # one line, not a usage screen
+    assert not list((tmp_path / "runs").glob("lightning_logs/*"))  # refused: no run folder left behind
 
 
-def test_the_table_holds_at_least_25_cases():
-    assert len(CASES) >= 25
+def test_a_run_refused_in_setup_leaves_no_run_folder(tmp_path, capsys):
+    """The validation file is read once the Trainer (and its loggers' version_0) exists: refused there, that
+    folder held a TensorBoard file and nothing else, and was left behind."""
+    _write(tmp_path, {"validation.csv": _with_line(3, "Mixed results overall,mixed")})
+    code, err = run_main(fit_args(tmp_path), capsys)
+    assert_clear_error(code, err, ["validation.csv, line 3"])
+    assert not (tmp_path / "runs" / "lightning_logs").exists()
+
+
+def test_an_unwritable_run_folder_is_refused_before_any_work(tmp_path, capsys):
+    """Where even root cannot write (/sys): refused before a tokenizer is trained, with the folder named."""
+    target = Path("/sys/lightning_albert_test/runs")
+    try:
+        Path("/sys/lightning_albert_test").mkdir()
+    except OSError:
+        pass
+    else:
+        pytest.skip("/sys is writable here")
+    _write(tmp_path, {})
+    code, err = run_main(fit_args(tmp_path, "--trainer.default_root_dir", str(target)), capsys)
+    assert_clear_error(code, err, [f"trainer.default_root_dir: cannot write into {target}", "Choose a folder"])
+    assert "Trained a SentencePiece tokenizer" not in capsys.readouterr().out
 
 
 def test_missing_checkpoint_file(tmp_path, capsys):
     code, err = run_main(["validate", "--config", str(REPO / "configs" / "quickstart.yaml"),
                           "--ckpt_path", str(tmp_path / "none.ckpt")], capsys)  # fmt: skip
     assert_clear_error(code, err, ["--ckpt_path", "none.ckpt"])
+
+
+def test_a_checkpoint_folder_is_named_as_a_folder(fitted, tmp_path, capsys):
+    folder = fitted / "checkpoints"
+    code, err = run_main(["validate", "--config", str(fitted / "config.yaml"), "--ckpt_path", str(folder)], capsys)
+    assert_clear_error(
+        code, err, [f"--ckpt_path: '{folder}' is a folder (best-", "last.ckpt", "give a checkpoint file"]
+    )
+
+
+def test_last_of_a_run_killed_before_its_first_checkpoint(fitted, tmp_path, capsys):
+    """A run folder as a kill before the first save leaves it: config.yaml and no checkpoints/."""
+    run = tmp_path / "lightning_logs" / "version_0"
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text((fitted / "config.yaml").read_text())
+    code, err = run_main(["fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last"], capsys)
+    assert_clear_error(code, err, [f"--ckpt_path best/last: {run} has no checkpoint yet", "without --ckpt_path"])
 
 
 def test_checkpoint_whose_labels_differ_from_the_data(fitted, tmp_path, capsys):
@@ -185,7 +246,7 @@ def test_drop_empty_texts_drops_and_reports(tmp_path, capsys, caplog):
     assert "dropped 1 row(s) with an empty text" in caplog.text + capsys.readouterr().err
 
 
-def test_predictions_keep_empty_rows_in_order_and_unicode_unchanged(fitted, tmp_path):
+def test_predictions_keep_empty_rows_in_order_and_unicode_unchanged(fitted, tmp_path, capsys):
     texts = ["Profit up 5% 📈", "", "Café Zoë's résumé", "الأرباح ارتفعت", 'Line\nbreak, and "quotes"']
     source = tmp_path / "predict.csv"
     with open(source, "w", newline="", encoding="utf-8") as f:
@@ -201,7 +262,12 @@ def test_predictions_keep_empty_rows_in_order_and_unicode_unchanged(fitted, tmp_
     assert [r["text"] for r in rows] == texts
     assert [r["uid"] for r in rows] == [f"id-{i}" for i in range(len(texts))]
     assert [r["row"] for r in rows] == [str(i) for i in range(len(texts))]
-    assert all(r["label"] in {"negative", "neutral", "positive"} for r in rows)
+    # An empty text has nothing to classify: its row stays, with no label or probabilities, and one line says so.
+    assert all(r["label"] in {"negative", "neutral", "positive"} for i, r in enumerate(rows) if i != 1)
+    assert {k: v for k, v in rows[1].items() if k == "label" or k.startswith("prob_")} == {
+        "label": "", "prob_negative": "", "prob_neutral": "", "prob_positive": ""
+    }  # fmt: skip
+    assert "1 text(s) were empty (row 1): their rows have no label or probabilities." in capsys.readouterr().out
 
 
 def test_only_lightnings_own_setting_checks_become_one_line_errors(tmp_path, capsys, monkeypatch):

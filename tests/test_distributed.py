@@ -12,7 +12,6 @@ import csv
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -148,36 +147,44 @@ def test_ddp_fit_killed_mid_epoch_resumes_to_the_uninterrupted_runs_metrics(ddp_
     assert read_csv(run / "metrics.csv") == read_csv(ddp_run / "metrics.csv")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_nodes_launched_by_torchrun_report_what_one_process_computes(odd_sets, tmp_path):
     """Two "nodes" of one process each on this machine: torchrun per node, as on a cluster (loopback only)."""
+    # No port is picked ahead of its use. This test once handed torchrun a "free" port (bind to 0, close) for
+    # its static rendezvous, which is also the process group's MASTER_PORT, and started both agents at once.
+    # That port is in the ephemeral range: until node 0's agent bound it, seconds later, anything could take
+    # it, node 1's own connection attempts included (on loopback a connect whose ephemeral source port equals
+    # the port it dials connects to itself). Node 1 then aborted in init_process_group. Now this process hosts
+    # the c10d rendezvous store on a port the kernel assigns and holds, both agents join it as clients, and
+    # the agent that becomes rank 0 binds the process group's store on a kernel-assigned port of its own and
+    # publishes it through the rendezvous (MASTER_PORT), so both launchers can still start together.
+    from torch.distributed import TCPStore
+
+    rendezvous = TCPStore("127.0.0.1", 0, is_master=True, wait_for_workers=False)
     root = tmp_path / "fit"
-    port = str(free_port())
     args = fit_args(odd_sets, root) + ["--trainer.max_epochs", "2", "--data.test_file", "null"]
     args += ["--trainer.num_nodes", "2", "--trainer.devices", "1", "--trainer.strategy", "ddp"]
     args += ["--trainer.accelerator", "cpu"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1"}
     env.pop("LIGHTNING_ALBERT_DEBUG", None)
+    for name in [n for n in env if n.startswith("PET_")]:
+        env.pop(name)  # torchrun reads its options from PET_* too: a PET_MASTER_PORT would pin MASTER_PORT again
 
-    def node(rank: int) -> subprocess.Popen:
+    def node() -> subprocess.Popen:
+        # Node ranks come from the order of joining; --local-addr keeps the process group's store on loopback.
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1",
-                    "--node-rank", str(rank), "--master-addr", "127.0.0.1", "--master-port", port]  # fmt: skip
+                    "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{rendezvous.port}",
+                    "--rdzv-id", "two-nodes", "--rdzv-conf", "is_host=0", "--local-addr", "127.0.0.1"]  # fmt: skip
         command = [*torchrun, "-m", "lightning_albert", *args]
         return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
-    nodes = [node(0), node(1)]  # started together, as a scheduler starts one launcher per node
+    nodes = [node(), node()]  # started together, as a scheduler starts one launcher per node
     try:
         outputs = [launcher.communicate(timeout=600)[0] for launcher in nodes]
     finally:
         for launcher in nodes:
             launcher.kill()
-    for rank, (launcher, output) in enumerate(zip(nodes, outputs)):
-        assert launcher.returncode == 0, f"node {rank}:\n{output[-5000:]}"
+    for i, (launcher, output) in enumerate(zip(nodes, outputs)):
+        assert launcher.returncode == 0, f"launcher {i}:\n{output[-5000:]}"
     run = only_run(root)
     assert json.loads((run / "report.json").read_text())["facts"]["world_size"] == 2
     logged = logged_rows(run, "val")[-1]

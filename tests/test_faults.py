@@ -1,8 +1,8 @@
 """A fit that meets a signal or a non-finite loss ends cleanly: a resumable checkpoint, one message, an exit status."""
 
-import pytest
 import json
 
+import pytest
 import torch
 from conftest import PHRASEBANK, only_run, run_cli, tiny_model_args
 
@@ -114,7 +114,8 @@ def test_a_signal_after_training_keeps_last_ckpt_and_says_how_to_finish(tmp_path
         f"To add them:\n  {command}" in stopped.stderr  # fmt: skip
     assert "Traceback" not in stopped.stderr
     assert "bag-of-words baseline" not in (run / "README.md").read_text()
-    last, best = (load_checkpoint(p) for p in [run / "checkpoints" / "last.ckpt", *(run / "checkpoints").glob("best-*")])
+    last = load_checkpoint(run / "checkpoints" / "last.ckpt")
+    best = load_checkpoint(next((run / "checkpoints").glob("best-*")))
     assert last["global_step"] == 8 and last["epoch"] == 1  # both epochs done
     assert last["loops"]["test_loop"]["batch_progress"]["total"]["completed"] == 0  # not saved by the test
     key = "model.albert.embeddings.word_embeddings.weight"

@@ -1,6 +1,7 @@
 """How a fit ends: the best checkpoint tested on the test split, early stopping, and what the console says."""
 
 import json
+import shlex
 
 import pytest
 from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli, tiny_model_args
@@ -91,3 +92,20 @@ def test_early_stopping_stops_keeps_the_best_and_says_why(tmp_path, shared_data)
     # --baseline false: no TF-IDF + LR is fitted, shown or compared with.
     assert "baseline" not in json.loads((run / "report.json").read_text())
     assert "TF-IDF" not in card and "TF-IDF" not in result.stdout
+
+
+def test_the_printed_commands_work_pasted_into_a_shell_and_name_what_exists(tmp_path):
+    """A run folder with a space in its path, and a fit that ran no validation (so no best checkpoint and no
+    export): the Next commands are quoted, name last.ckpt instead of best, and leave out serve."""
+    root = tmp_path / "my runs"
+    result = run_cli(
+        "fit", "--config", "configs/quickstart.yaml", "--data.max_train_samples", "32", "--data.test_file", "null",
+        "--trainer.max_epochs", "1", "--trainer.limit_val_batches", "0", "--baseline", "false",
+        "--trainer.default_root_dir", str(root), *tiny_model_args(),
+    )  # fmt: skip
+    run = only_run(root)
+    next_lines = result.stdout[result.stdout.index("Next:") :].splitlines()[1:]
+    assert [shlex.split(line)[3] for line in next_lines] == ["validate", "test", "predict"]  # no serve
+    validate = shlex.split(next_lines[0])
+    assert validate[4:] == ["--config", str(run / "config.yaml"), "--ckpt_path", "last"]
+    run_cli(*validate[3:], "--trainer.default_root_dir", str(tmp_path / "validate"))

@@ -5,6 +5,7 @@ data.max_length shorter than many of the texts (the quickstart's 64; 32 for pair
 as the run did.
 """
 
+import asyncio
 import csv
 import json
 import os
@@ -190,15 +191,29 @@ def test_concurrent_requests_are_batched_without_mixing_answers_and_bad_ones_fai
             assert_answers(prediction, row)
 
 
-def test_the_api_key_is_required(single):
+NO_KEY = ({}, {"X-API-Key": "wrong"}, {"X-API-Key": API_KEY + "x"}, {"X-API-Key": ""})
+ROUTES = [  # (method, path, status with the key): LitServe's routes, FastAPI's docs, and one that is not there
+    ("POST", "/predict", 200),
+    ("GET", "/", 200),
+    ("GET", "/health", 200),
+    ("GET", "/info", 200),
+    ("GET", "/docs", 200),
+    ("GET", "/docs/oauth2-redirect", 200),
+    ("GET", "/redoc", 200),
+    ("GET", "/openapi.json", 200),
+    ("GET", "/no-such-route", 404),
+]
+
+
+@pytest.mark.parametrize("method, path, status", ROUTES, ids=[f"{m} {p}" for m, p, _ in ROUTES])
+def test_the_api_key_guards_every_route(single, method, path, status):
     run, rows, server = single
-    for headers in ({}, {"X-API-Key": "wrong"}):
-        status, answer = server.request(
-            "POST", "/predict", json.dumps({"text": "a"}).encode(), {"Content-Type": "application/json", **headers}
-        )
-        assert status == 401 and "X-API-Key" in answer["detail"], (status, answer)
-        assert server.get("/health", headers)[0] == 401
-    assert server.get("/health", server.headers()) == (200, "ok")
+    body = json.dumps({"text": rows[0]["text"]}).encode() if method == "POST" else None
+    for headers in NO_KEY:
+        got, answer = server.request(method, path, body, {"Content-Type": "application/json", **headers})
+        assert (got, answer) == (401, {"detail": "missing or wrong X-API-Key header."}), (headers, got, answer)
+    got, answer = server.request(method, path, body, {"Content-Type": "application/json", **server.headers()})
+    assert got == status, (got, answer)
 
 
 BAD_REQUESTS = [
@@ -235,6 +250,38 @@ def test_a_bad_request_is_answered_4xx_and_the_server_keeps_serving(single, body
     assert_answers(answer, rows[0])
 
 
+@pytest.mark.parametrize("body, headers", [case[1:3] for case in BAD_REQUESTS], ids=[case[0] for case in BAD_REQUESTS])
+def test_a_bad_request_without_the_key_is_401_before_its_body_is_read(single, body, headers):
+    run, rows, server = single
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    for key in NO_KEY:
+        got, answer = server.request("POST", "/predict", raw, {"Content-Type": "application/json", **headers, **key})
+        assert (got, answer) == (401, {"detail": "missing or wrong X-API-Key header."}), (key, got, answer)
+
+
+def test_the_key_middleware_refuses_a_websocket_and_passes_lifespan_events():
+    """No route of LitServe's is a websocket, but one added later must not slip past the key either."""
+    from lightning_albert.serve import _RequireKey
+
+    async def app(scope, receive, send):
+        await send({"type": "reached"})
+
+    async def call(scope):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+
+        await _RequireKey(app, key=API_KEY)(scope, None, send)
+        return sent
+
+    key = [(b"x-api-key", API_KEY.encode())]
+    websocket = {"type": "websocket", "path": "/ws", "headers": []}
+    assert asyncio.run(call(websocket)) == [{"type": "websocket.close", "code": 1008}]
+    assert asyncio.run(call({**websocket, "headers": key})) == [{"type": "reached"}]
+    assert asyncio.run(call({"type": "lifespan"})) == [{"type": "reached"}]
+
+
 # ------------------------------------------------------------------------------- pairs, from a checkpoint
 def test_a_pair_model_served_from_a_checkpoint(pair_run, tmp_path):
     """Pairs need text_pair of text's shape and answer as predict; the temporary export goes when it stops."""
@@ -251,6 +298,8 @@ def test_a_pair_model_served_from_a_checkpoint(pair_run, tmp_path):
         status, answer = server.post({"text": rows[0]["text"], "text_pair": rows[0]["text_pair"]})
         assert status == 200
         assert_answers(answer, rows[0])
+        for path in ("/health", "/docs", "/openapi.json"):  # without --api_key, no route needs a key
+            assert server.get(path)[0] == 200, path
         for body in ({"text": "a"}, {"text": ["a", "b"], "text_pair": ["c"]}, {"text": "a", "text_pair": ["c"]}):
             status, answer = server.post(body)
             assert status == 422 and "sentence pairs" in answer["detail"], answer
