@@ -340,8 +340,11 @@ class AlbertPretrainer(LightningModule):
         # ALBERT's objective is the sum; a batch of one-token texts has no order to predict (nan): it adds 0.
         loss = mlm if sop is None else mlm + torch.nan_to_num(sop)
         self.train_loss.update(loss.detach())
-        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        # Here, not in training_step: a run resumed inside an epoch's validation runs no training step in it.
+        self.log("train_loss", self.train_loss, on_step=False, on_epoch=True, prog_bar=True)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         mlm, _, mlm_logits, targets, sop_logits = self._losses(batch)

@@ -7,6 +7,7 @@ is fitted to the training texts with ALBERT's special tokens at ALBERT's ids, an
 
 import io
 import json
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -53,17 +54,27 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     if not sentences:
         raise InputError("cannot train a tokenizer: the training texts are all empty.")
     model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(sentences),
-        model_writer=model,
-        vocab_size=vocab_size,
-        hard_vocab_limit=False,
-        model_type="unigram",
-        character_coverage=1.0,
-        num_threads=1,  # deterministic: the same texts give the same vocabulary
-        minloglevel=2,
-        **_SPECIAL,
-    )
+    try:
+        spm.SentencePieceTrainer.train(
+            sentence_iterator=iter(sentences),
+            model_writer=model,
+            vocab_size=vocab_size,
+            hard_vocab_limit=False,
+            model_type="unigram",
+            character_coverage=1.0,
+            num_threads=1,  # deterministic: the same texts give the same vocabulary
+            minloglevel=2,
+            **_SPECIAL,
+        )
+    except RuntimeError as e:
+        # Every character of the texts needs a piece of its own, and the special tokens theirs.
+        needed = re.search(r"required_chars\. \d+ vs (\d+)", str(e))
+        if needed is None:
+            raise
+        raise InputError(
+            f"data.tokenizer_vocab_size {vocab_size} is too small: the training texts hold {needed.group(1)} "
+            "distinct characters and special tokens, each of which needs a piece; ask for several times that many."
+        ) from None
     with tempfile.TemporaryDirectory() as folder:
         (Path(folder) / "spiece.model").write_bytes(model.getvalue())
         # AutoTokenizer needs the class named; AlbertTokenizer(vocab_file=...) would silently build 5 pieces.

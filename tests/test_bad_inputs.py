@@ -102,6 +102,8 @@ CASES = [
      ["model.config.hidden_dropout_prob must be in [0, 1), got 1.5"]),
     ("a typo in model.config", {}, ["--model.config.num_hiden_layers", "1"],
      ["model.config: unknown key 'num_hiden_layers' (did you mean 'num_hidden_layers'?)"]),
+    ("tokenizer vocabulary smaller than the characters", {}, ["--data.tokenizer_vocab_size", "5"],
+     ["data.tokenizer_vocab_size 5 is too small", "distinct characters"]),
     ("step checkpoints every 0 steps", {}, ["--save_every_n_steps", "0"], ["save_every_n_steps must be at least 1"]),
     ("negative early-stopping patience", {}, ["--early_stopping.patience", "-1"],
      ["early_stopping.patience must be at least 0"]),
