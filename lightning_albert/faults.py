@@ -6,8 +6,11 @@ SIGTERM into `trainer.received_sigterm`, and its loops raise `SIGTERMException` 
 checkpoint is consistent) and, in `on_exception`, saves `checkpoints/last.ckpt` through `trainer.save_checkpoint`
 (atomic on disk), prints the resume command and exits with 128 + the signal's number (143 for SIGTERM, 130 for
 SIGINT), as a shell reports a process a signal stopped: a requeue script or `fit && test` sees the run did not finish.
-Lightning alone exits 0 and saves nothing. Under DDP it saves nothing new (see `on_exception`): the ranks reach that
-hook at different batches, so a collective save would hang; the message names the last checkpoint saved instead.
+Lightning alone exits 0 and saves nothing. Under DDP the processes first agree, after each batch, whether any was
+signalled (`_agree_to_stop`), so they all stop after the same batch and save together. A signal inside fit's
+validation is saved so that the resumed fit runs that validation again (`resume.rerun_interrupted_validation`); one
+after training (the test of the best checkpoint, the baseline) saves nothing and says how to finish
+(`after_training`).
 
 Non-finite losses: `NonFiniteLossCheck` records the first optimizer step whose loss was NaN or infinite in a device
 tensor (no host sync per step) and looks at it, across ranks, every `log_every_n_steps`, at epoch end and before any
@@ -62,13 +65,46 @@ class InterruptCheckpoint(Callback):
         self.command = command
         self.signal: signal.Signals | None = None  # SIGINT once a Ctrl+C was routed to Lightning's SIGTERM path
         self.validating = False  # while saving the checkpoint of a signal that landed in fit's validation
+        self.noted = False  # under DDP: this process received the signal, and the others may not know yet
+        self.agreed = False  # under DDP: every process stops at the same batch (`_agree_to_stop`)
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        # Installed after Lightning registered its handlers, so its teardown restores the original SIGINT handler.
-        self.signal = None
-        # Under DDP rank 0 decides: Lightning forwards its SIGTERM to the ranks it launched.
+        # Installed after Lightning registered its handlers, so its teardown restores the original ones.
+        self.signal, self.noted, self.agreed = None, False, False
+        # Under DDP a Ctrl+C reaches every process of the terminal: rank 0 alone takes it, the others learn of it
+        # when they agree to stop.
         handler = self._on_sigint if trainer.is_global_zero else signal.SIG_IGN
         signal.signal(signal.SIGINT, handler)
+        if trainer.world_size > 1:
+            # Lightning 2.6's SIGTERM handler broadcasts from inside the handler, so the processes part at different
+            # batches and a collective save would hang. This one only notes the signal.
+            signal.signal(signal.SIGTERM, self._note)
+
+    def _note(self, signum: int, frame: FrameType | None) -> None:
+        self.noted = True
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        self._agree_to_stop(trainer)
+
+    def on_validation_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+        if trainer.state.fn == TrainerFn.FITTING and not trainer.sanity_checking:
+            self._agree_to_stop(trainer)  # every process runs as many validation batches (EvalBatchSampler)
+
+    def _agree_to_stop(self, trainer: Trainer) -> None:
+        """Under DDP, after every batch: has any process been signalled? Then all stop after this same batch.
+
+        One all-reduce of one number a batch (Lightning broadcasts its own flag as often). The stop itself is
+        Lightning's: with its flag set on every process at once, each loop raises SIGTERMException at the same
+        boundary, and `on_exception` saves last.ckpt together.
+        """
+        if trainer.world_size == 1 or self.agreed:
+            return
+        noted = torch.tensor(int(self.noted), device=trainer.strategy.root_device)
+        if int(trainer.strategy.reduce(noted, reduce_op="max")):
+            self.agreed = True
+            # Private: Lightning has no public way to set the flag its loops read (trainer.received_sigterm is
+            # read-only). tests/test_distributed.py fails if this stops stopping the run.
+            trainer._signal_connector.received_sigterm = True
 
     def _on_sigint(self, signum: int, frame: FrameType | None) -> None:
         if self.signal is not None:
@@ -92,9 +128,9 @@ class InterruptCheckpoint(Callback):
             return  # the test that ends fit: training is over and its last.ckpt must stay (`after_training`)
         where = f"Interrupted by {signum.name} at optimizer step {trainer.global_step} (epoch {trainer.current_epoch})"
         path = last_checkpoint_path(trainer)
-        if trainer.world_size > 1:
-            # Lightning 2.6 exchanges the SIGTERM flag with a broadcast inside its signal handler, so ranks reach
-            # this hook at different batches and a collective save here would hang. Keep the last saved one.
+        if trainer.world_size > 1 and not self.agreed:
+            # Stopped by Lightning's own handling (before training started): the processes may be at different
+            # batches, and a collective save would hang. Keep the last saved one.
             if trainer.is_global_zero:
                 saved = f"the last checkpoint saved before it is {path}" if path.is_file() else "no checkpoint yet"
                 command = resume_command(trainer, self.command)
@@ -103,14 +139,16 @@ class InterruptCheckpoint(Callback):
         # Stopped inside fit's validation: the resumed fit runs it again (see on_save_checkpoint).
         self.validating = trainer.state.fn == TrainerFn.FITTING and trainer.validating and not trainer.sanity_checking
         try:
-            trainer.save_checkpoint(path, weights_only=False)
+            trainer.save_checkpoint(path, weights_only=False)  # on every process: each takes part in the save
         except TrainingError as fault:  # the weights went bad before the signal: keep the last good checkpoint
-            print(f"{where}, and: {fault}", file=sys.stderr)
+            if trainer.is_global_zero:
+                print(f"{where}, and: {fault}", file=sys.stderr)
             exception.code = 1
             return
         finally:
             self.validating = False
-        print(f"{where}: saved {path}. To resume:\n  {resume_command(trainer, self.command)}", file=sys.stderr)
+        if trainer.is_global_zero:
+            print(f"{where}: saved {path}. To resume:\n  {resume_command(trainer, self.command)}", file=sys.stderr)
 
     def on_save_checkpoint(self, trainer: Trainer, pl_module: LightningModule, checkpoint: dict[str, Any]) -> None:
         if self.validating:

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from conftest import PHRASEBANK, REPO, TINY_ALBERT, logged_rows, only_run, read_csv, run_cli
 
+from lightning_albert.checkpoints import load_checkpoint
+
 DDP = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
 # num_nodes too: a run's config.yaml from a two-node fit would otherwise wait for a second node forever.
 ONE_PROCESS = ["--trainer.strategy", "auto", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]
@@ -191,3 +193,22 @@ def test_two_nodes_launched_by_torchrun_report_what_one_process_computes(odd_set
     assert logged["val_f1"] > 0.3  # learnt more than the majority class (f1 0.25), so the check means something
     single = evaluate("validate", run, tmp_path / "validate", *ONE_PROCESS, checkpoint="last")
     assert_same({m: logged[f"val_{m}"] for m in METRICS}, single, "two nodes' validation")
+
+
+def test_ddp_fit_signalled_mid_epoch_saves_together_and_resumes_to_the_uninterrupted_runs_metrics(
+    ddp_run, odd_sets, tmp_path
+):
+    """SIGTERM to rank 0 alone (what Lightning's launcher receives from a shell or a scheduler) at step 27: both
+    processes agree to stop after that batch and save last.ckpt together, which Lightning's own handling cannot
+    (its handler broadcasts, so the processes part at different batches); the resume ends where ddp_run ended."""
+    fit = [*fit_args(odd_sets, tmp_path), "--trainer.max_epochs", "3", "--data.group_by_length", "true", *DDP]
+    send = ["--trainer.callbacks+=tests.fault_injection.SendSignal", "--trainer.callbacks.step", "27",
+            "--trainer.callbacks.rank", "0"]  # fmt: skip
+    stopped = run_cli(*fit, *send, check=False)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    run = only_run(tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    assert f"Interrupted by SIGTERM at optimizer step 27 (epoch 1): saved {last}. To resume:" in stopped.stderr
+    assert load_checkpoint(last)["global_step"] == 27
+    run_cli("fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]")
+    assert read_csv(run / "metrics.csv") == read_csv(ddp_run / "metrics.csv")
