@@ -31,7 +31,7 @@ def render_card(run: RunHistory) -> str:
     if best is not None:
         parts.append(
             f"It achieves the following results on the evaluation set with its best checkpoint, "
-            f"epoch {best.epoch + 1} (step {best.step}), chosen by {_monitor(run)}:"
+            f"epoch {best.epoch + 1} (step {best.step}), chosen by {run.chosen_by}:"
         )
         parts.append(_results(best))
         if last is not None and last is not best:
@@ -302,8 +302,3 @@ def _pretraining(run: RunHistory) -> str:
         f"{texts} ({record.get('train_texts', '?')} texts): the checkpoint of step {record.get('global_step', '?')}"
         f"{budget}{scored}."
     )
-
-
-def _monitor(run: RunHistory) -> str:
-    checkpoint = run.config.get("checkpoint") or {}
-    return f"{checkpoint.get('mode', 'max')} {checkpoint.get('monitor', 'val_f1')}"

@@ -18,7 +18,7 @@ from typing import Any
 from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Callback, Trainer
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
@@ -34,6 +34,7 @@ from lightning_albert.predictions import PredictionsWriter
 from lightning_albert.resume import (
     RestoreTrainingOrder,
     RunConfigSaver,
+    add_checkpoint_arguments,
     continue_run_folder,
     last_checkpoint,
     run_folder_of,
@@ -147,23 +148,7 @@ class AlbertCLI(LightningCLI):
             default=0.0,
             help="The smallest change of checkpoint.monitor that counts as an improvement for early stopping.",
         )
-        parser.add_argument(
-            "--save_every_n_steps",
-            type=int | None,
-            default=None,
-            help="Also write checkpoints/last.ckpt every N optimizer steps, so a killed fit resumes mid-epoch "
-            "(fit --ckpt_path last) and loses at most N steps. Off when unset: last.ckpt is written every epoch.",
-        )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val_f1",
-                "checkpoint.mode": "max",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-epoch={epoch}-step={step}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
+        add_checkpoint_arguments(parser, "fit", monitor="val_f1", mode="max")
 
     def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)

@@ -46,6 +46,12 @@ class RunHistory:
     def last(self) -> Evaluation | None:
         return self.evaluations[-1] if self.evaluations else None
 
+    @property
+    def chosen_by(self) -> str:
+        """How the best checkpoint was chosen, as the card and the summary say it: `max val_f1`."""
+        checkpoint = self.config.get("checkpoint") or {}
+        return f"{checkpoint.get('mode', 'max')} {checkpoint.get('monitor', 'val_f1')}"
+
 
 def read_run(folder: str | Path) -> RunHistory:
     folder = Path(folder)

@@ -131,6 +131,8 @@ def check_settings(config: Mapping[str, Any]) -> None:
         values = config.get(section) if section else config  # a jsonargparse Namespace, or a dict
         check_value(key, values.get(name) if hasattr(values, "get") else None, allowed)
     trainer = config.get("trainer") or {}
+    if trainer.get("max_epochs") == 0 and not (trainer.get("max_steps") or -1) > 0:
+        raise InputError("trainer.max_epochs is 0, so nothing would be trained: give at least 1 (or -1, unbounded).")
     check_strategy(trainer.get("strategy"))
     check_writable_folder("trainer.default_root_dir", trainer.get("default_root_dir") or os.getcwd())
     if config.get("predictions_file"):

@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from jsonargparse import ArgumentError
 from lightning.pytorch import LightningDataModule, LightningModule
-from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
@@ -46,6 +45,7 @@ from lightning_albert.provenance import write_pretraining_record
 from lightning_albert.resume import (
     RestoreTrainingOrder,
     RunConfigSaver,
+    add_checkpoint_arguments,
     continue_run_folder,
     last_checkpoint,
     restore_process_states,
@@ -412,23 +412,7 @@ class PretrainCLI(LightningCLI):
             help="Continue a stopped run from a checkpoint: `last` (or `best`) with --config <run>/config.yaml, or "
             "a path. It carries on in that run's folder, from the batch the checkpoint was taken at.",
         )
-        parser.add_argument(
-            "--save_every_n_steps",
-            type=int | None,
-            default=None,
-            help="Also write checkpoints/last.ckpt every N optimizer steps, so a killed run loses at most N steps. "
-            "Off when unset: last.ckpt is written after every epoch.",
-        )
-        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults(
-            {
-                "checkpoint.monitor": "val_loss",
-                "checkpoint.mode": "min",
-                "checkpoint.save_last": True,
-                "checkpoint.filename": "best-epoch={epoch}-step={step}",
-                "checkpoint.auto_insert_metric_name": False,
-            }
-        )
+        add_checkpoint_arguments(parser, "pretrain", monitor="val_loss", mode="min")
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
         try:

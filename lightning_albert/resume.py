@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger
 
 from lightning_albert.errors import InputError
@@ -106,6 +106,27 @@ class LastCheckpoint(ModelCheckpoint):
             self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
             # ModelCheckpoint's own save, not trainer.save_checkpoint: loggers hear of it (W&B's log_model uploads).
             self._save_checkpoint(trainer, self.last_model_path)
+
+
+def add_checkpoint_arguments(parser: LightningArgumentParser, command: str, monitor: str, mode: str) -> None:
+    """The settings of the best-keeping checkpoint and of last.ckpt, which fit and pretrain share."""
+    parser.add_argument(
+        "--save_every_n_steps",
+        type=int | None,
+        default=None,
+        help=f"Also write checkpoints/last.ckpt every N optimizer steps, so a killed {command} resumes mid-epoch "
+        f"({command} --ckpt_path last) and loses at most N steps. Off when unset: last.ckpt is written every epoch.",
+    )
+    parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+    parser.set_defaults(
+        {
+            "checkpoint.monitor": monitor,
+            "checkpoint.mode": mode,
+            "checkpoint.save_last": True,
+            "checkpoint.filename": "best-epoch={epoch}-step={step}",
+            "checkpoint.auto_insert_metric_name": False,
+        }
+    )
 
 
 def last_checkpoint(config: dict[str, Any]) -> LastCheckpoint | None:

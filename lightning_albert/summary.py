@@ -20,7 +20,7 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
     if run.best is not None:
         best = run.best
         checkpoint = f" -> checkpoints/{run.best_checkpoint.name}" if run.best_checkpoint else ""
-        lines.append(f"Best checkpoint: epoch {best.epoch + 1}, step {best.step}, by {_monitor(run)}{checkpoint}")
+        lines.append(f"Best checkpoint: epoch {best.epoch + 1}, step {best.step}, by {run.chosen_by}{checkpoint}")
         rows = [("validation", best.val_loss, best.metrics)]
         if run.last is not None and run.last is not best:
             rows.append((f"last (epoch {run.last.epoch + 1})", run.last.val_loss, run.last.metrics))
@@ -78,8 +78,3 @@ def _stop_note(run: RunHistory) -> str:
             f"{stop['patience']} evaluations"
         )
     return ""
-
-
-def _monitor(run: RunHistory) -> str:
-    checkpoint = run.config.get("checkpoint") or {}
-    return f"{checkpoint.get('mode', 'max')} {checkpoint.get('monitor', 'val_f1')}"

@@ -104,6 +104,7 @@ CASES = [
      ["model.config: unknown key 'num_hiden_layers' (did you mean 'num_hidden_layers'?)"]),
     ("tokenizer vocabulary smaller than the characters", {}, ["--data.tokenizer_vocab_size", "5"],
      ["data.tokenizer_vocab_size 5 is too small", "distinct characters"]),
+    ("no epoch to train", {}, ["--trainer.max_epochs", "0"], ["trainer.max_epochs is 0, so nothing would be trained"]),
     ("step checkpoints every 0 steps", {}, ["--save_every_n_steps", "0"], ["save_every_n_steps must be at least 1"]),
     ("negative early-stopping patience", {}, ["--early_stopping.patience", "-1"],
      ["early_stopping.patience must be at least 0"]),
