@@ -26,6 +26,7 @@ from lightning_albert.baseline import run_baseline
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint, stream_checkpoints
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError, TrainingError
+from lightning_albert.export import EXPORT_FOLDER
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck, after_training
 from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
@@ -40,7 +41,7 @@ from lightning_albert.resume import (
     run_folder_of,
     use_last_checkpoint,
 )
-from lightning_albert.run_folder import EXPORT_FOLDER, RunFolderWriter
+from lightning_albert.run_folder import RunFolderWriter
 from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
 

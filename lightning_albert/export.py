@@ -17,6 +17,8 @@ from lightning_albert.checkpoints import DATA_STATE_KEY, best_checkpoint, load_c
 from lightning_albert.errors import InputError
 from lightning_albert.tokenizer import tokenizer_from_files
 
+EXPORT_FOLDER = "hf_model"  # where a run folder keeps the export of its best checkpoint (fit and pretrain alike)
+
 
 def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool = False) -> Path:
     """Write `save_pretrained` model and tokenizer files of `ckpt_path` into `output`; return `output`."""

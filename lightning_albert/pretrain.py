@@ -31,6 +31,7 @@ from lightning_albert.checkpoints import load_checkpoint, resolve_checkpoint, st
 from lightning_albert.cli import default_loggers, tokenizer_follows_pretrained
 from lightning_albert.data import check_checkpoint_matches
 from lightning_albert.errors import InputError
+from lightning_albert.export import EXPORT_FOLDER
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
 from lightning_albert.masking import IGNORE, PretrainingCollator
 from lightning_albert.model import (
@@ -58,7 +59,6 @@ from lightning_albert.tables import read_table
 from lightning_albert.token_cache import TokenArrays
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
 
-EXPORT_FOLDER = "hf_model"
 DESCRIPTION = (
     "Pretrain ALBERT on unlabelled text (masked-language modelling with n-gram masking, optional sentence-order "
     "prediction) and export it for `fit --model.pretrained <export>`."

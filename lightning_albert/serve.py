@@ -27,7 +27,7 @@ from transformers.utils import logging as transformers_logging
 
 from lightning_albert.checkpoints import best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
-from lightning_albert.export import export_checkpoint
+from lightning_albert.export import EXPORT_FOLDER, export_checkpoint
 
 try:
     import litserve as ls
@@ -39,7 +39,6 @@ try:
 except ImportError:
     raise InputError("serve needs LitServe: pip install 'lightning-albert[serve]'.") from None
 
-EXPORT_FOLDER = "hf_model"  # where a run keeps the export of its best checkpoint (run_folder.EXPORT_FOLDER)
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model")
 _KEY_REFUSED = "missing or wrong X-API-Key header."
 _SOURCE_HELP = (

@@ -58,9 +58,16 @@ def _train_one_step(tmp_path: Path, train: str, validation: str, *extra: str) ->
 
 @pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".json", ".parquet"])
 def test_each_file_format_trains(tmp_path, suffix):
+    """Every row of every format reaches training and validation with its label: the run's record of what it read
+    (rows, classes, and a validation whose confusion matrix counts each text once) is the CSV's."""
     train = write_rows(tmp_path / f"train{suffix}", _good())
     validation = write_rows(tmp_path / f"validation{suffix}", _good(6))
-    _train_one_step(tmp_path, str(train), str(validation))
+    run = _train_one_step(tmp_path, str(train), str(validation), "--trainer.limit_val_batches", "1.0")
+    report = json.loads((run / "report.json").read_text())
+    assert report["labels"] == ["negative", "neutral", "positive"]
+    assert (report["facts"]["train_examples"], report["facts"]["validation_examples"]) == (len(GOOD), 6)
+    (evaluation,) = report["evaluations"]
+    assert [sum(row) for row in evaluation["confusion_matrix"]] == [2, 2, 2]  # the true classes of the 6 texts
 
 
 def test_utf8_with_byte_order_mark_and_crlf_line_ends(tmp_path):

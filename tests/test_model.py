@@ -1,5 +1,3 @@
-import json
-
 import pytest
 import torch
 from conftest import ALBERT_BASE_CONFIG, TINY_ALBERT
@@ -123,5 +121,6 @@ def test_predict_step_returns_ids_names_and_probabilities():
     assert out["row"].tolist() == [0, 1, 2, 3]
     assert out["probs"].shape == (4, 3)
     assert torch.allclose(out["probs"].sum(-1), torch.ones(4))
+    assert out["label_id"].tolist() == out["probs"].argmax(-1).tolist()  # the label is the likeliest class
     assert out["label"] == [model.id2label[i] for i in out["label_id"].tolist()]
-    assert json.dumps(out["label"])  # plain strings
+    assert all(type(label) is str for label in out["label"])  # plain strings, as the CSV and JSON need
