@@ -144,3 +144,45 @@ def pair_run(tmp_path_factory, shared_data) -> tuple[Path, list[dict[str, str]]]
             "--data.predict_file", str(pairs("test", 40)), "--predictions_file", str(predictions),
             "--trainer.default_root_dir", str(root / "predict"))  # fmt: skip
     return run, read_csv(predictions)
+
+
+# In-process CLI runs on a few hand-written rows, for the bad-input, format and checkpoint-safety tests.
+GOOD = [
+    ("Profits rose sharply in the third quarter.", "positive"),
+    ("The company cut its outlook for the year.", "negative"),
+    ("The meeting will be held in Helsinki.", "neutral"),
+    ("Sales increased by 12 percent.", "positive"),
+    ("Operating loss widened to EUR 3 million.", "negative"),
+    ("The report is published on Tuesday.", "neutral"),
+] * 3
+
+
+def fit_args(folder: Path, *extra: str) -> list[str]:
+    return [
+        "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
+        "--data.train_file", str(folder / "train.csv"),
+        "--data.validation_file", str(folder / "validation.csv"),
+        "--data.test_file", "null", "--data.predict_file", "null",
+        "--data.tokenizer_vocab_size", "100",
+        "--model.config", json.dumps(TINY_ALBERT),
+        "--trainer.default_root_dir", str(folder / "runs"),
+        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        *extra,
+    ]  # fmt: skip
+
+
+def run_main(args: list[str], capsys) -> tuple[int, str]:
+    """`main(args)` in this process, as `python -m lightning_albert` runs it: its exit status and stderr."""
+    from lightning_albert.cli import main  # here, not at the top: torch reads the thread settings above on import
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return exit_info.value.code, capsys.readouterr().err
+
+
+def assert_clear_error(code: int, err: str, fragments: list[str]) -> None:
+    assert code == 2, err
+    assert "Traceback" not in err, err
+    for fragment in fragments:
+        assert fragment in err, f"{fragment!r} not in:\n{err}"

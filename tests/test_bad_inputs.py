@@ -5,22 +5,12 @@ is the SystemExit code the process would end with.
 """
 
 import csv
-import json
 from pathlib import Path
 
 import pytest
-from conftest import ALBERT_BASE_TOKENIZER, REPO, TINY_ALBERT
+from conftest import ALBERT_BASE_TOKENIZER, GOOD, REPO, assert_clear_error, fit_args, run_main
 
 from lightning_albert.cli import main
-
-GOOD = [
-    ("Profits rose sharply in the third quarter.", "positive"),
-    ("The company cut its outlook for the year.", "negative"),
-    ("The meeting will be held in Helsinki.", "neutral"),
-    ("Sales increased by 12 percent.", "positive"),
-    ("Operating loss widened to EUR 3 million.", "negative"),
-    ("The report is published on Tuesday.", "neutral"),
-] * 3
 
 
 def _csv(rows, header=("text", "label")) -> str:
@@ -142,34 +132,6 @@ def _write(folder: Path, files: dict) -> None:
             path.write_bytes(content)
         else:
             path.write_text(content, encoding="utf-8")
-
-
-def fit_args(folder: Path, *extra: str) -> list[str]:
-    return [
-        "fit", "--config", str(REPO / "configs" / "quickstart.yaml"),
-        "--data.train_file", str(folder / "train.csv"),
-        "--data.validation_file", str(folder / "validation.csv"),
-        "--data.test_file", "null", "--data.predict_file", "null",
-        "--data.tokenizer_vocab_size", "100",
-        "--model.config", json.dumps(TINY_ALBERT),
-        "--trainer.default_root_dir", str(folder / "runs"),
-        "--trainer.max_epochs", "1", "--trainer.limit_train_batches", "1", "--trainer.limit_val_batches", "1",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        *extra,
-    ]  # fmt: skip
-
-
-def run_main(args: list[str], capsys) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    return exit_info.value.code, capsys.readouterr().err
-
-
-def assert_clear_error(code: int, err: str, fragments: list[str]) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err, err
-    for fragment in fragments:
-        assert fragment in err, f"{fragment!r} not in:\n{err}"
 
 
 @pytest.mark.parametrize(("files", "extra", "fragments"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_cli
-from test_bad_inputs import assert_clear_error, run_main
+from conftest import assert_clear_error, run_cli, run_main
 
 from lightning_albert.cli import main
 

@@ -5,8 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import ALBERT_BASE_TOKENIZER, DATA, logged_rows, only_run
-from test_bad_inputs import GOOD, fit_args
+from conftest import ALBERT_BASE_TOKENIZER, DATA, GOOD, fit_args, logged_rows, only_run
 
 from lightning_albert.cli import main
 from lightning_albert.data import TextClassificationDataModule
