@@ -37,20 +37,18 @@ def run_folder_of(ckpt_path: str | Path | None) -> Path | None:
 def continue_metrics(logger: CSVLogger, step: int) -> None:
     """Keep the rows of metrics.csv logged before optimizer step `step`, and let the logger append after them.
 
-    Lightning's CSV writer deletes an existing metrics.csv when it opens a used folder; it is given the kept rows
-    back and writes them at once, so a second kill loses nothing either.
+    Lightning's CSV writer deletes an existing metrics.csv when it opens a used folder; the kept rows are logged
+    to it again (as the text they were) and written at once, so a second kill loses nothing either.
     """
     path = Path(logger.log_dir) / "metrics.csv"
-    rows, keys = [], []
+    rows = []
     if path.is_file():
         with open(path, newline="") as f:
-            reader = csv.DictReader(f)
-            keys = list(reader.fieldnames or [])
             # A row's "step" is the optimizer steps done when it was logged, less one (Lightning's convention).
-            rows = [r for r in reader if r.get("step") not in (None, "") and int(r["step"]) < step]
+            rows = [r for r in csv.DictReader(f) if r.get("step") not in (None, "") and int(r["step"]) < step]
     writer = logger.experiment  # opening it deletes the old file
-    writer.metrics = [{k: v for k, v in r.items() if v != ""} for r in rows] + writer.metrics
-    writer.metrics_keys = sorted(set(writer.metrics_keys) | set(keys))
+    for row in rows:
+        writer.log_metrics({k: v for k, v in row.items() if v != "" and k != "step"}, int(row["step"]))
     writer.save()
 
 
@@ -94,10 +92,12 @@ class LastCheckpoint(ModelCheckpoint):
             save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps, enable_version_counter=False
         )
 
-    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any, **kwargs: Any) -> None:
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         # Not at an epoch's last step: the epoch-end save comes moments later, after that epoch's validation.
-        if not trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
-            super().on_train_batch_end(trainer, pl_module, *args, **kwargs)
+        if batch_idx + 1 != trainer.num_training_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # On every process (each takes part in a save); after the epoch's validation, which runs inside its last
