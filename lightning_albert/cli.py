@@ -6,7 +6,6 @@ python -m lightning_albert test --config <run>/config.yaml --ckpt_path best
 
 import logging
 import os
-import shutil
 import sys
 import tempfile
 import warnings
@@ -38,6 +37,7 @@ from lightning_albert.resume import (
     add_checkpoint_arguments,
     continue_run_folder,
     last_checkpoint,
+    remove_refused_run_folder,
     run_folder_of,
     use_last_checkpoint,
 )
@@ -67,28 +67,13 @@ class AlbertCLI(LightningCLI):
         try:
             self._init(args, run)
         except InputError:
-            self._remove_refused_run_folder()
+            trainer = getattr(self, "trainer", None)  # built when the refusal came in setup (a bad validation row)
+            if trainer is not None:
+                config = self.config[self.subcommand] if self.subcommand else self.config
+                remove_refused_run_folder(trainer, config.get("ckpt_path"))
             raise
         finally:
             self._temporary.cleanup()
-
-    def _remove_refused_run_folder(self) -> None:
-        """A run refused once the Trainer was built (a bad validation row found in setup) leaves no `version_N`
-        behind: only a folder this process made, and only while it holds nothing but the loggers' first files."""
-        trainer = getattr(self, "trainer", None)
-        if trainer is None or not trainer.loggers or not trainer.is_global_zero:
-            return
-        folder = Path(trainer.loggers[0].log_dir)  # not trainer.log_dir: it broadcasts, and other ranks are gone
-        resumed = run_folder_of((self.config.get(self.subcommand) or {}).get("ckpt_path") if self.subcommand else None)
-        made_here = {"config.yaml", "hparams.yaml"}
-        if (
-            folder.is_dir()
-            and folder.resolve() != resumed
-            and all(p.name in made_here or p.name.startswith("events.out.tfevents.") for p in folder.iterdir())
-        ):
-            shutil.rmtree(folder)
-            if not any(folder.parent.iterdir()):
-                folder.parent.rmdir()  # lightning_logs/, when this was its first run
 
     def _init(self, args: Any, run: bool) -> None:
         super().__init__(

@@ -214,7 +214,7 @@ def parse_error(message: str, argv: Iterable[str], prog: str = "python -m lightn
     unknown = re.search(r"does not accept options? '?([\w.\-]+)'?", text) or re.search(
         r"unrecognized arguments: --?([\w.\-]+)", text, re.IGNORECASE
     )
-    subcommand = next((a for a in argv if a in ("fit", "validate", "test", "predict")), "")
+    subcommand = next((a for a in argv if a in ("fit", "validate", "test", "predict", "pretrain")), "")
     help_line = f" ({prog} {subcommand} --help lists them)".replace("  ", " ")
     if unknown:
         key = unknown.group(1).split("=")[0]
@@ -247,7 +247,8 @@ def _suggestion(key: str, argv: list[str]) -> str:
     for file in Path(__file__).resolve().parents[1].glob("configs/*.yaml"):
         known |= _flat_keys(str(file))
     section = key.rpartition(".")[0]
-    close = difflib.get_close_matches(key, [k for k in known if k.rpartition(".")[0] == section], n=1, cutoff=0.8)
+    known = [k for k in known if k.rpartition(".")[0] == section and k != key]  # a fit key pretrain lacks: no hint
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.8)
     return f" (did you mean {close[0]}?)" if close else ""
 
 

@@ -49,6 +49,7 @@ from lightning_albert.resume import (
     add_checkpoint_arguments,
     continue_run_folder,
     last_checkpoint,
+    remove_refused_run_folder,
     restore_process_states,
     run_folder_of,
     save_process_states,
@@ -490,7 +491,11 @@ def main(argv: list[str]) -> None:
         warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
         cli = PretrainCLI(argv)
     continue_run_folder(cli.trainer, cli.config["ckpt_path"], cli.checkpoint)
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    try:
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule, ckpt_path=cli.config["ckpt_path"])
+    except InputError:
+        remove_refused_run_folder(cli.trainer, cli.config["ckpt_path"])
+        raise
     run = Path(cli.trainer.log_dir)  # on every process: it broadcasts from rank 0, so rank 0 alone would hang
     if not cli.trainer.is_global_zero:
         return

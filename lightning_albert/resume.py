@@ -11,6 +11,7 @@ dropped, because the resumed fit computes it again.
 import csv
 import json
 import random
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,23 @@ def run_folder_of(ckpt_path: str | Path | None) -> Path | None:
     if Path(ckpt_path).resolve().parent.name == "checkpoints" and (folder / "config.yaml").is_file():
         return folder
     return None
+
+
+def remove_refused_run_folder(trainer: Trainer, ckpt_path: str | None) -> None:
+    """A run refused once its Trainer was built (a bad row found in setup) leaves no `version_N` behind: only a
+    folder this process made (not a resumed run's), and only while it holds nothing but the loggers' first files."""
+    if not trainer.loggers or not trainer.is_global_zero:
+        return
+    folder = Path(trainer.loggers[0].log_dir)  # not trainer.log_dir: it broadcasts, and the other ranks are gone
+    made_here = {"config.yaml", "hparams.yaml"}
+    if (
+        folder.is_dir()
+        and folder.resolve() != run_folder_of(ckpt_path)
+        and all(p.name in made_here or p.name.startswith("events.out.tfevents.") for p in folder.iterdir())
+    ):
+        shutil.rmtree(folder)
+        if not any(folder.parent.iterdir()):
+            folder.parent.rmdir()  # lightning_logs/, when this was its first run
 
 
 def continue_metrics(logger: CSVLogger, step: int) -> None:
