@@ -236,7 +236,11 @@ def after_training(trainer: Trainer, command: str = "fit") -> Iterator[None]:
     try:
         yield
     except (_Stopped, SIGTERMException) as stopped:
-        signum = signal.Signals(stopped.args[0] if isinstance(stopped, _Stopped) else stopped.code - 128)
+        if isinstance(stopped, _Stopped):
+            signum = signal.Signals(stopped.args[0])
+        else:  # InterruptCheckpoint set its code to 128 + the signal's number; without it, Lightning's SIGTERM
+            code = stopped.code if isinstance(stopped.code, int) else 0
+            signum = signal.Signals(code - 128) if code - 128 in (signal.SIGTERM, signal.SIGINT) else signal.SIGTERM
         if trainer.is_global_zero:
             print(
                 f"Interrupted by {signum.name} after training had finished, before the test of the best checkpoint "

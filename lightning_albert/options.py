@@ -220,7 +220,7 @@ def parse_error(message: str, argv: Iterable[str], prog: str = "python -m lightn
         key = unknown.group(1).split("=")[0]
         holder = next((f for f in config_files(argv) if key in _flat_keys(f)), None)
         where = f"--config {holder}" if holder else f"--{key}"
-        return InputError(f"{where}: unknown setting '{key}'{_suggestion(key, argv)}.{help_line}")
+        return InputError(f"{where}: unknown setting '{key}'{_suggestion(key)}.{help_line}")
     return InputError(text.removeprefix("error: "))
 
 
@@ -241,7 +241,7 @@ def _flat_keys(file: str) -> set[str]:
     return keys
 
 
-def _suggestion(key: str, argv: list[str]) -> str:
+def _suggestion(key: str) -> str:
     """' (did you mean model.learning_rate?)' from the keys the shipped configs use, when one is close."""
     known: set[str] = set()
     for file in Path(__file__).resolve().parents[1].glob("configs/*.yaml"):
