@@ -28,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from lightning_albert.history import read_run
+from lightning_albert.reporting.history import read_run
 
 REPO = Path(__file__).resolve().parent.parent
 DATA = REPO.parent / "shared" / "data"

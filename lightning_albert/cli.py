@@ -21,16 +21,18 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
-from lightning_albert.baseline import run_baseline
 from lightning_albert.checkpoints import DATA_STATE_KEY, load_checkpoint, resolve_checkpoint, stream_checkpoints
 from lightning_albert.data import TextClassificationDataModule, check_checkpoint_matches
 from lightning_albert.errors import InputError, TrainingError
 from lightning_albert.export import EXPORT_FOLDER
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck, after_training
-from lightning_albert.history import read_run
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.options import check_config_files, check_settings, parse_error
 from lightning_albert.predictions import PredictionsWriter
+from lightning_albert.reporting.baseline import run_baseline
+from lightning_albert.reporting.history import read_run
+from lightning_albert.reporting.run_folder import RunFolderWriter
+from lightning_albert.reporting.summary import fit_summary
 from lightning_albert.resume import (
     RestoreTrainingOrder,
     RunConfigSaver,
@@ -41,12 +43,18 @@ from lightning_albert.resume import (
     run_folder_of,
     use_last_checkpoint,
 )
-from lightning_albert.run_folder import RunFolderWriter
-from lightning_albert.summary import fit_summary
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EVALUATING = ("validate", "test", "predict")
-TOOLS = ("report", "export", "serve", "pretrain", "tune")
+# Every command beside LightningCLI's fit / validate / test / predict: its name and the module whose `main(argv)`
+# runs it. The one place a command is registered (litgpt's pattern).
+COMMANDS = {
+    "report": "lightning_albert.reporting.report",
+    "export": "lightning_albert.export",
+    "serve": "lightning_albert.serve",
+    "pretrain": "lightning_albert.pretrain.cli",
+    "tune": "lightning_albert.tune.cli",
+}
 DESCRIPTION = (
     "Fine-tune ALBERT for text classification (fit), and validate, test or predict on a checkpoint. "
     "On a finished run: `report RUN_FOLDER` re-renders its model card, `export CHECKPOINT OUTPUT` writes a "
@@ -319,8 +327,8 @@ def main(args: list[str] | None = None) -> None:
     quiet_library_noise()
     try:
         check_config_files(argv)
-        if argv and argv[0] in TOOLS:
-            import_module(f"lightning_albert.{argv[0]}").main(argv[1:])
+        if argv and argv[0] in COMMANDS:
+            import_module(COMMANDS[argv[0]]).main(argv[1:])
         else:
             AlbertCLI(args=None if args is None else argv)  # None: LightningCLI reads sys.argv itself
     except Exception as e:

@@ -1,18 +1,12 @@
-"""AlbertClassifier: the ALBERT model, the seed run's optimizer and schedule, and the metrics it reports."""
+"""AlbertClassifier: the ALBERT model with a classification head, trained with the seed recipe, and the
+metrics it reports per stage (torchmetrics, so DDP figures are exact)."""
 
-import json
-import logging
-import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
-from lightning.pytorch.plugins.precision import MixedPrecision, Precision
-from lightning.pytorch.utilities import GradClipAlgorithmType, rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import (
     MulticlassAccuracy,
@@ -21,18 +15,12 @@ from torchmetrics.classification import (
     MulticlassPrecision,
     MulticlassRecall,
 )
-from transformers import (
-    AlbertConfig,
-    AlbertForSequenceClassification,
-    PreTrainedModel,
-    SchedulerType,
-    get_scheduler,
-)
-from transformers.utils import logging as hf_logging
 
 from lightning_albert import attention
+from lightning_albert.albert import build_albert
 from lightning_albert.errors import InputError
-from lightning_albert.options import check_albert_config, check_model
+from lightning_albert.optim import adamw_with_schedule, check_scheduler_type, clip_gradients
+from lightning_albert.options import check_model
 from lightning_albert.resume import restore_process_states, save_process_states
 
 
@@ -205,188 +193,3 @@ class AlbertClassifier(LightningModule):
 
 ATTENTION_CHOICES = ("sdpa", "matmul")
 
-
-def check_scheduler_type(name: str) -> None:
-    if name not in {t.value for t in SchedulerType}:
-        names = ", ".join(t.value for t in SchedulerType)
-        raise InputError(f"model.lr_scheduler_type: '{name}' is not one of {names}.")
-
-
-def adamw_with_schedule(module: LightningModule) -> dict[str, Any]:
-    """AdamW and a per-step schedule from the module's hyperparameters (learning_rate, adam_betas, adam_epsilon,
-    weight_decay, lr_scheduler_type, warmup_steps, warmup_ratio, fused_adamw): shared by fine-tuning and
-    pretraining, so both follow the seed recipe's optimizer."""
-    hp = module.hparams
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        if param.requires_grad:
-            # By name, not by shape: FSDP hands over flattened (1-D) parameters.
-            (no_decay if _never_decays(name) else decay).append(param)
-    # A GradScaler (16-mixed) leaves its scale in the gradients until a fused optimizer's step removes it, so they
-    # cannot be clipped before: "auto" leaves fused off there. bf16 has no scaler (see `clip_gradients`).
-    trainer = module.trainer
-    clipping = bool(trainer.gradient_clip_val)
-    scaled = getattr(trainer.precision_plugin, "scaler", None) is not None
-    fused = hp.fused_adamw
-    if fused is None:
-        fused = module.device.type in _FUSED_ADAMW_DEVICES and not (scaled and clipping)
-    elif fused and scaled and clipping:
-        raise InputError(
-            "model.fused_adamw: true cannot be combined with 16-mixed precision and gradient clipping "
-            "(trainer.gradient_clip_val): the gradient scaler's scale is still in the gradients when they are "
-            "clipped. Leave model.fused_adamw unset, or use bf16-mixed."
-        )
-    optimizer = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": hp.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=hp.learning_rate,
-        betas=tuple(hp.adam_betas),
-        eps=hp.adam_epsilon,
-        fused=fused or None,
-    )
-    total = trainer.estimated_stepping_batches
-    warmup = hp.warmup_steps or math.ceil(total * hp.warmup_ratio)
-    scheduler = get_scheduler(hp.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-    # "step": the seed's schedule decays every optimizer step (Lightning's default interval is "epoch").
-    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def clip_gradients(module: LightningModule, optimizer, clip_val, algorithm) -> None:
-    """Lightning's gradient clipping, also for a fused AdamW under bf16-mixed (the HF Trainer's default optimizer).
-
-    Lightning's MixedPrecision plugin refuses to clip for any optimizer that unscales gradients in its step (fused
-    AdamW), guarding against a GradScaler's scale. bf16-mixed has no scaler, so nothing is left to unscale: there
-    the plugin's base-class clipping (the same `clip_grad_norm_` over the same parameters) is called directly.
-    """
-    plugin = module.trainer.precision_plugin
-    if type(plugin) is MixedPrecision and plugin.scaler is None:
-        Precision.clip_gradients(plugin, optimizer, clip_val or 0.0, GradClipAlgorithmType(algorithm or "norm"))
-    else:
-        module.clip_gradients(optimizer, gradient_clip_val=clip_val, gradient_clip_algorithm=algorithm)
-
-
-def _never_decays(name: str) -> bool:
-    """Biases and layer-norm weights (ALBERT names them LayerNorm and full_layer_layer_norm), as the HF Trainer."""
-    return name.endswith("bias") or "layernorm" in name.lower().replace("_", "")
-
-
-# Where torch >= 2.4 has a fused AdamW kernel for floating-point parameters.
-_FUSED_ADAMW_DEVICES = ("cuda", "cpu", "mps", "xpu")
-
-
-def build_albert(
-    pretrained: str | None,
-    config: str | dict[str, Any] | None,
-    id2label: dict[int, str],
-    vocab_size: int | None,
-) -> AlbertForSequenceClassification:
-    """Load pretrained ALBERT weights, or build a fresh ALBERT from a config (file or inline values)."""
-    labels = dict(id2label=id2label, label2id={v: k for k, v in id2label.items()})  # num_labels follows id2label
-    if pretrained:
-        return load_pretrained(AlbertForSequenceClassification, pretrained, vocab_size, **labels)
-    return AlbertForSequenceClassification(albert_config(config, vocab_size, **labels))
-
-
-def load_pretrained(cls: type[PreTrainedModel], pretrained: str, vocab_size: int | None, **settings) -> PreTrainedModel:
-    """`cls.from_pretrained`, refusing a source that lacks encoder weights: only task heads may start fresh.
-
-    The pooler is the one exception: it is trained by sentence-order prediction, so an export of masked-language
-    pretraining alone has none, and a classifier starts it fresh (as it does its head). A head of another shape
-    (a classifier for another number of labels) starts fresh too. One line says what started fresh and what the
-    source had that is not used, in place of transformers' table of keys (the same keys, logged as a warning).
-    """
-    try:
-        with _quiet_loading():
-            model, info = cls.from_pretrained(
-                pretrained, output_loading_info=True, ignore_mismatched_sizes=True, **settings
-            )
-    except OSError as e:
-        raise InputError(
-            f"model.pretrained: cannot load '{pretrained}' ({str(e).splitlines()[0]}). Give a local folder with "
-            "config.json and weights, a hub name (needs the network), or use model.config to build from scratch."
-        ) from None
-    # from_pretrained returns the model in eval mode, and Lightning 2.6 keeps each submodule's mode when training
-    # starts: without this, dropout would stay off for the whole fit.
-    model.train()
-    encoder = f"{model.base_model_prefix}."
-    reshaped = {key: (old, new) for key, old, new in info["mismatched_keys"]}
-    fresh = sorted({*info["missing_keys"], *reshaped})
-    missing = [k for k in fresh if k.startswith(encoder) and not k.startswith(f"{encoder}pooler.")]
-    if missing:
-        shapes = [f"{k} {list(reshaped[k][0])} there, {list(reshaped[k][1])} here" if k in reshaped else k
-                  for k in missing[:3]]  # fmt: skip
-        raise InputError(
-            f"model.pretrained: '{pretrained}' lacks {len(missing)} encoder weight(s) the model needs "
-            f"({', '.join(shapes)}{', ...' if len(missing) > 3 else ''}); they would start random. "
-            "Give a folder written by save_pretrained of an ALBERT model (fit's or pretrain's hf_model)."
-        )
-    if vocab_size is not None and vocab_size > model.config.vocab_size:
-        raise InputError(
-            f"the tokenizer has {vocab_size} pieces but '{pretrained}' has embeddings for "
-            f"{model.config.vocab_size}: use the model's own tokenizer (data.tokenizer: {pretrained})."
-        )
-    rank_zero_info(_loading_summary(pretrained, encoder, fresh, sorted(info["unexpected_keys"]), reshaped))
-    return model
-
-
-def _loading_summary(
-    pretrained: str, encoder: str, fresh: list[str], unused: list[str], reshaped: dict[str, tuple]
-) -> str:
-    """One line: every encoder weight came from `pretrained`; which modules start fresh, and why; what is unused."""
-
-    def module(key: str) -> str:
-        return key.removeprefix(encoder).split(".")[0]
-
-    why = {"pooler": "pooler (no sentence-order prediction in its pretraining)"}
-    for key, (old, new) in reshaped.items():  # a Linear's weight and bias both lead with its outputs
-        why.setdefault(module(key), f"{module(key)} ({old[0]} outputs there, {new[0]} here)")
-    line = f"model.pretrained '{pretrained}': every encoder weight loaded"
-    if fresh:
-        line += "; starting fresh: " + ", ".join(why.get(m, m) for m in dict.fromkeys(map(module, fresh)))
-    if unused:
-        line += "; not used here: " + ", ".join(dict.fromkeys(map(module, unused)))
-    return line + "."
-
-
-@contextmanager
-def _quiet_loading() -> Iterator[None]:
-    """Drop the LOAD REPORT table transformers 5 logs as a warning on every load: load_pretrained checks the same
-    keys. A filter, not a level: modeling_utils runs more checks (that warn) when its logger's level is raised."""
-    log = hf_logging.get_logger("transformers.modeling_utils")
-    report = _DropLoadReport()
-    log.addFilter(report)
-    try:
-        yield
-    finally:
-        log.removeFilter(report)
-
-
-class _DropLoadReport(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "LOAD REPORT" not in str(record.msg)
-
-
-def albert_config(config: str | dict[str, Any] | None, vocab_size: int | None, **settings) -> AlbertConfig:
-    """An AlbertConfig from a JSON file or inline values; `vocab_size` (the tokenizer's) and `settings` win."""
-    if config is None:
-        raise InputError(
-            "the model needs model.pretrained (a hub name or folder, e.g. albert-base-v2) or model.config "
-            "(an AlbertConfig JSON file or inline values, to train from scratch)."
-        )
-    if isinstance(config, dict):
-        check_albert_config(config)
-    values = dict(config) if isinstance(config, dict) else _read_config_file(config)
-    if vocab_size is not None:
-        values["vocab_size"] = vocab_size
-    try:
-        return AlbertConfig(**{**values, **settings})
-    except (TypeError, ValueError) as e:
-        raise InputError(f"model.config: {e}") from None
-
-
-def _read_config_file(path: str) -> dict[str, Any]:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InputError(f"model.config: no such file '{path}'.") from None
-    except json.JSONDecodeError as e:
-        raise InputError(f"model.config: {path}, line {e.lineno}: not valid JSON ({e.msg}).") from None

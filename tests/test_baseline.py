@@ -8,7 +8,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, log_loss, precision_score, recall_score
 
-from lightning_albert.history import METRICS, read_run
+from lightning_albert.reporting.history import METRICS, read_run
 
 
 def _scikit_learn_scores(train: list[dict[str, str]], split: list[dict[str, str]]) -> dict[str, float]:

@@ -15,8 +15,8 @@ from transformers import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClass
 
 from lightning_albert.cli import AlbertCLI, main
 from lightning_albert.errors import InputError
-from lightning_albert.masking import IGNORE, PretrainingCollator
 from lightning_albert.model import AlbertClassifier
+from lightning_albert.pretrain.masking import IGNORE, PretrainingCollator
 from lightning_albert.tokenizer import load_tokenizer
 
 
@@ -108,7 +108,7 @@ def test_sentence_order_pairs_are_swapped_half_the_time(tokenizer, texts):
 def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tokenizer, texts, sentence_order):
     """The pretrainer runs the vocabulary head on masked positions only (for speed); its loss, gradients and
     masked-token accuracy must be those of transformers' model scoring every position."""
-    from lightning_albert.pretrain import AlbertPretrainer
+    from lightning_albert.pretrain.cli import AlbertPretrainer
 
     torch.manual_seed(0)
     ours = AlbertPretrainer(config=TINY_ALBERT, vocab_size=len(tokenizer), sentence_order=sentence_order).eval()

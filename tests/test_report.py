@@ -6,8 +6,8 @@ import pytest
 from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
-from lightning_albert.history import METRICS, per_class, read_run
-from lightning_albert.report import write_report
+from lightning_albert.reporting.history import METRICS, per_class, read_run
+from lightning_albert.reporting.report import write_report
 
 
 def _table(card: str, heading: str) -> list[list[str]]:

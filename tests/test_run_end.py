@@ -6,7 +6,7 @@ import shlex
 import pytest
 from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli, tiny_model_args
 
-from lightning_albert.history import METRICS, read_run
+from lightning_albert.reporting.history import METRICS, read_run
 
 
 def _test_section(card: str) -> str:

@@ -126,7 +126,7 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
 def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path):
     """The default space follows model.pretrained (an export of `pretrain` is known by its record), and each of
     its keys is a setting fit takes."""
-    from lightning_albert.tune import (
+    from lightning_albert.tune.cli import (
         PRUNE_WARMUP_EPOCHS,
         check_keys,
         default_search_space,
@@ -179,7 +179,7 @@ def test_trial_behind_the_median_is_pruned_and_its_run_folder_is_complete(base_c
     the first after its first epoch and stops there, with its card and checkpoints written."""
     import optuna
 
-    from lightning_albert.tune import open_study
+    from lightning_albert.tune.cli import open_study
 
     config = yaml.safe_load(base_config.read_text())
     config["trainer"]["max_epochs"] = 3
@@ -215,7 +215,7 @@ def test_pruned_trial_stops_its_fit_after_that_validation():
     """The pruner's verdict stops the Trainer as early stopping would, so the trial's run folder is complete."""
     from types import SimpleNamespace
 
-    from lightning_albert.tune import PruneOnValidation
+    from lightning_albert.tune.cli import PruneOnValidation
 
     class Trial:
         def __init__(self):

@@ -10,8 +10,8 @@ from typing import Any
 
 import yaml
 
-from lightning_albert.baseline import side_by_side, verdict
-from lightning_albert.history import METRICS, Evaluation, RunHistory, per_class
+from lightning_albert.reporting.baseline import side_by_side, verdict
+from lightning_albert.reporting.history import METRICS, Evaluation, RunHistory, per_class
 
 PLOTS = {"learning_curves.png": "Learning curves", "confusion_matrix.png": "Confusion matrix"}
 TEST_PLOT = "test_confusion_matrix.png"

@@ -28,7 +28,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning_albert.cli import AlbertCLI, _input_error
 from lightning_albert.errors import InputError
 from lightning_albert.files import atomic_write
-from lightning_albert.provenance import pretraining_record
+from lightning_albert.pretrain.provenance import pretraining_record
 
 # What each distribution of a search-space entry needs, and what it may also have.
 REQUIRED = {"float": {"low", "high"}, "int": {"low", "high"}, "categorical": {"choices"}}
@@ -220,7 +220,7 @@ def default_search_space(source: str) -> Path:
     """From-scratch ranges; for an export of `pretrain` (a small model that still needs from-scratch learning rates
     and many epochs) ranges around configs/offline.yaml; for a published model BERT fine-tuning's."""
     name = {"scratch": "offline.yaml", "self_pretrained": "self_pretrained.yaml", "pretrained": "pretrained.yaml"}
-    return Path(str(resources.files("lightning_albert") / "search_spaces" / name[source]))
+    return Path(str(resources.files("lightning_albert.tune") / "search_spaces" / name[source]))
 
 
 def read_search_space(path: str | Path) -> dict[str, dict[str, Any]]:

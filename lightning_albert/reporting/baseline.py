@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_albert.history import METRICS, RunHistory
+from lightning_albert.reporting.history import METRICS, RunHistory
 
 # The settings a careful practitioner reaches for first: word 1-2-grams, sublinear term frequency, C=10.
 DESCRIPTION = "TF-IDF (word 1-2-grams, sublinear tf) + logistic regression (C=10), scikit-learn"

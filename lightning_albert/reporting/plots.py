@@ -9,7 +9,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from lightning_albert.files import atomic_write
-from lightning_albert.history import RunHistory
+from lightning_albert.reporting.history import RunHistory
 
 
 def plot_learning_curves(run: RunHistory) -> Figure:

@@ -27,22 +27,17 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import BinaryAccuracy, MulticlassAccuracy
 from transformers import AlbertForMaskedLM, AlbertForPreTraining, PreTrainedTokenizerBase
 
+from lightning_albert.albert import albert_config, load_pretrained
 from lightning_albert.checkpoints import load_checkpoint, resolve_checkpoint, stream_checkpoints
 from lightning_albert.cli import default_loggers, tokenizer_follows_pretrained
 from lightning_albert.data import check_checkpoint_matches
 from lightning_albert.errors import InputError
 from lightning_albert.export import EXPORT_FOLDER
 from lightning_albert.faults import InterruptCheckpoint, NonFiniteLossCheck
-from lightning_albert.masking import IGNORE, PretrainingCollator
-from lightning_albert.model import (
-    adamw_with_schedule,
-    albert_config,
-    check_scheduler_type,
-    clip_gradients,
-    load_pretrained,
-)
+from lightning_albert.optim import adamw_with_schedule, check_scheduler_type, clip_gradients
 from lightning_albert.options import check_model, check_settings, parse_error
-from lightning_albert.provenance import write_pretraining_record
+from lightning_albert.pretrain.masking import IGNORE, PretrainingCollator
+from lightning_albert.pretrain.provenance import write_pretraining_record
 from lightning_albert.resume import (
     RestoreTrainingOrder,
     RunConfigSaver,

@@ -8,15 +8,15 @@ Run at the end of every fit; run it by hand to re-render the card of a finished 
 import argparse
 from pathlib import Path
 
-from lightning_albert.card import render_card
 from lightning_albert.files import atomic_write
-from lightning_albert.history import read_run
+from lightning_albert.reporting.card import render_card
+from lightning_albert.reporting.history import read_run
 
 
 def write_report(folder: str | Path) -> Path:
     """Render `README.md`, `learning_curves.png`, `confusion_matrix.png` (and the test split's) into the run folder."""
     # matplotlib is imported here, not with the package: commands that draw nothing do not pay for it.
-    from lightning_albert.plots import plot_confusion_matrix, plot_learning_curves, save_png
+    from lightning_albert.reporting.plots import plot_confusion_matrix, plot_learning_curves, save_png
 
     run = read_run(folder)
     if run.evaluations:

@@ -17,8 +17,8 @@ from lightning.pytorch.callbacks import EarlyStopping
 from lightning_albert.checkpoints import load_checkpoint
 from lightning_albert.export import EXPORT_FOLDER, export_checkpoint
 from lightning_albert.files import atomic_write
-from lightning_albert.provenance import pretraining_record
-from lightning_albert.report import write_report
+from lightning_albert.pretrain.provenance import pretraining_record
+from lightning_albert.reporting.report import write_report
 from lightning_albert.resume import continued_report, run_folder_of
 
 

@@ -6,8 +6,8 @@ Built from the run folder (`history.read_run`), the same source as the model car
 import shlex
 from pathlib import Path
 
-from lightning_albert.baseline import side_by_side, verdict
-from lightning_albert.history import METRICS, RunHistory
+from lightning_albert.reporting.baseline import side_by_side, verdict
+from lightning_albert.reporting.history import METRICS, RunHistory
 
 COLUMNS = ("loss", *METRICS)
 

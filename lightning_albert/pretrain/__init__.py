@@ -1,0 +1,1 @@
+"""`pretrain`: masked-language (and sentence-order) pretraining of ALBERT on the user's own texts."""
