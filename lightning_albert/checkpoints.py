@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from lightning.pytorch import Trainer
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_albert.errors import InputError
@@ -136,7 +137,71 @@ class StreamingCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
-def stream_checkpoints(trainer: Trainer) -> None:
-    """Use StreamingCheckpointIO where the strategy would use Lightning's plain one (not where a user set theirs)."""
-    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
-        trainer.strategy.checkpoint_io = StreamingCheckpointIO()
+class LastCheckpoint(ModelCheckpoint):
+    """The one writer of `last.ckpt`: after every training epoch, and every N optimizer steps when asked.
+
+    Lightning 2.6's `save_last` writes last.ckpt only at a step where the ModelCheckpoint also wrote another
+    checkpoint (a new best), so on its own last.ckpt is the last improvement, not the last epoch: a kill would
+    lose every epoch since, and `--ckpt_path last` after a fit would not be its final weights. This one writes
+    it regardless. Put last among the callbacks (`use_last_checkpoint`), so what it saves includes the
+    best-keeping ModelCheckpoint's record of the epoch that just ended.
+    """
+
+    def __init__(self, every_n_train_steps: int | None = None):
+        # No version counter: last.ckpt is replaced in place (atomically), never kept beside as last-v1.ckpt.
+        super().__init__(
+            save_top_k=0, save_last=True, every_n_train_steps=every_n_train_steps, enable_version_counter=False
+        )
+
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        # Not at an epoch's last step: the epoch-end save comes moments later, after that epoch's validation.
+        if batch_idx + 1 != trainer.num_training_batches:
+            super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # On every process (each takes part in a save); after the epoch's validation, which runs inside its last
+        # batch. ModelCheckpoint's own epoch-end logic would save nothing here: it keeps no top-k.
+        if not trainer.fast_dev_run:
+            self.last_model_path = str(Path(self.dirpath) / f"{self.CHECKPOINT_NAME_LAST}{self.FILE_EXTENSION}")
+            # ModelCheckpoint's own (protected, for subclasses) save, not trainer.save_checkpoint: loggers hear of it
+            # (W&B's log_model uploads). tests/test_private_api.py fails if it goes.
+            self._save_checkpoint(trainer, self.last_model_path)
+
+
+def last_checkpoint(config: dict[str, Any]) -> LastCheckpoint | None:
+    """The writer of last.ckpt a fit or pretrain config asks for (`checkpoint.save_last`, `save_every_n_steps`).
+
+    `save_last: link` is refused: Lightning's link points at the last checkpoint it saved, the best one, so
+    `--ckpt_path last` would resume from the last improvement instead of the last epoch.
+    """
+    if config["checkpoint"]["save_last"] == "link":
+        raise InputError(
+            "checkpoint.save_last: link is not supported (last.ckpt is a copy written after every epoch, so a "
+            "resume loses no epoch): set it to true, or false for no last.ckpt."
+        )
+    if config["checkpoint"]["save_last"] or config["save_every_n_steps"]:
+        return LastCheckpoint(config["save_every_n_steps"])
+    return None
+
+
+def use_last_checkpoint(trainer: Trainer, last: LastCheckpoint) -> None:
+    """Make `last` the one writer of last.ckpt, after the best-keeping ModelCheckpoint.
+
+    Last, so `trainer.checkpoint_callback` (the first ModelCheckpoint) stays the one that keeps the best, and so
+    the epoch's last.ckpt comes after the best one's save. The best-keeping one writes no last.ckpt of its own.
+    """
+    trainer.callbacks = [c for c in trainer.callbacks if c is not last] + [last]
+    if isinstance(trainer.checkpoint_callback, ModelCheckpoint) and trainer.checkpoint_callback is not last:
+        trainer.checkpoint_callback.save_last = False
+
+
+def last_checkpoint_path(trainer: Trainer) -> Path:
+    """Where `--ckpt_path last` looks: the ModelCheckpoint's `last.ckpt` (`<run>/checkpoints/` by default)."""
+    callback = trainer.checkpoint_callback
+    if isinstance(callback, ModelCheckpoint) and callback.dirpath:
+        return Path(callback.dirpath) / f"{callback.CHECKPOINT_NAME_LAST}{callback.FILE_EXTENSION}"
+    # Not trainer.log_dir: it broadcasts, and this runs on one rank alone too.
+    run = trainer.loggers[0].log_dir if trainer.loggers else None
+    return Path(run or trainer.default_root_dir) / "checkpoints" / "last.ckpt"

@@ -1,27 +1,25 @@
-"""The DataModule: read the user's files, map labels to ids, tokenize once, and batch with per-batch padding."""
+"""The DataModule: a labelled data set's splits read (sources.py), labelled (labels.py), tokenized once
+(token_cache.py) and batched (sampler.py, loaders.py) with per-batch padding."""
 
-import os
-import random
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
-from torchdata.stateful_dataloader import StatefulDataLoader
 from transformers import PreTrainedTokenizerBase
 
 from lightning_albert import token_cache
-from lightning_albert.errors import InputError
+from lightning_albert.errors import InputError, row_list
+from lightning_albert.labels import check_given_labels, class_names, label_ids
+from lightning_albert.loaders import check_max_length, check_shardable, loader, processes, training_seed
 from lightning_albert.sampler import EvalBatchSampler, TrainBatchSampler
-from lightning_albert.tables import Table, dataset_splits, read_dataset, read_table
+from lightning_albert.sources import Sources, stratified_split
+from lightning_albert.tables import Table
 from lightning_albert.token_cache import PadCollator, TokenArrays
-from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, tokenizer_from_files, train_tokenizer
-
-SPLITS = ("train", "validation", "test", "predict")
+from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, train_tokenizer
 
 
 class EncodedSplit(Dataset):
@@ -192,13 +190,15 @@ class TextClassificationDataModule(LightningDataModule):
         self.max_eval_samples = max_eval_samples
         self.drop_empty_texts = drop_empty_texts
         self.encoding = encoding
-        self.dataset, self.dataset_config = dataset, dataset_config
-        self.dataset_splits = {
-            "train": train_split, "validation": validation_split, "test": test_split, "predict": predict_split,
-        }  # fmt: skip
-        self._given_labels = list(labels) if labels is not None else None
+        self.sources = Sources(
+            {"train": train_file, "validation": validation_file, "test": test_file, "predict": predict_file},
+            dataset,
+            dataset_config,
+            {"train": train_split, "validation": validation_split, "test": test_split, "predict": predict_split},
+            encoding,
+        )
+        self._given_labels = check_given_labels(labels)
         self._check_options()
-        self._tables: dict[str, Table] = {}
         self._splits: dict[str, EncodedSplit] = {}
 
     # ----------------------------------------------------------------------------------------- options
@@ -213,18 +213,9 @@ class TextClassificationDataModule(LightningDataModule):
             if name in seen:
                 raise InputError(f"data.{key} and data.{seen[name]} both name column '{name}': give each its own.")
             seen[name] = key
-        if self._given_labels is not None:
-            names = [str(n) for n in self._given_labels]
-            duplicates = sorted({n for n in names if names.count(n) > 1})
-            if duplicates:
-                raise InputError(f"data.labels lists {', '.join(repr(d) for d in duplicates)} more than once.")
-            if len(names) < 2:
-                raise InputError("data.labels needs at least two classes.")
-            self._given_labels = names
         if not 0.0 <= self.val_split < 1.0:
             raise InputError(f"data.val_split must be in [0, 1), got {self.val_split}.")
-        if self.max_length < 8:
-            raise InputError(f"data.max_length must be at least 8 tokens, got {self.max_length}.")
+        check_max_length(self.max_length)
         for key in ("batch_size", "eval_batch_size"):
             if getattr(self, key) < 1:
                 raise InputError(f"data.{key} must be at least 1.")
@@ -238,21 +229,10 @@ class TextClassificationDataModule(LightningDataModule):
     # ------------------------------------------------------------------------------------ labels, tokenizer
     @cached_property
     def labels(self) -> list[str]:
-        """Class names in id order: as given, or the sorted distinct labels of the training file."""
+        """Class names in id order: as given, or those of the training data."""
         if self._given_labels is not None:
             return self._given_labels
-        table = self.table("train")
-        if self.label_column in table.class_names:  # a datasets ClassLabel: its names, in id order
-            return list(table.class_names[self.label_column])
-        values = [_label_text(v) for v in table.column(self.label_column, "label")]
-        names = sorted({v for v in values if v is not None}, key=_label_sort_key)
-        if len(names) < 2:
-            found = f"only '{names[0]}'" if names else "no labels"
-            raise InputError(
-                f"{table.path}: the training data has {found} in column '{self.label_column}'; "
-                "a classifier needs at least two classes."
-            )
-        return names
+        return class_names(self.table("train"), self.label_column)
 
     @property
     def num_labels(self) -> int:
@@ -266,7 +246,7 @@ class TextClassificationDataModule(LightningDataModule):
     def tokenizer(self) -> PreTrainedTokenizerBase:
         if self.tokenizer_name:
             return load_tokenizer(self.tokenizer_name)
-        if not self._has_source("train"):
+        if not self.sources.has("train"):
             raise InputError(
                 "data.tokenizer is unset and there is no data.train_file to train one on: give data.tokenizer "
                 "(a folder or hub name), data.train_file, or a --ckpt_path whose checkpoint carries its tokenizer."
@@ -284,89 +264,29 @@ class TextClassificationDataModule(LightningDataModule):
         return len(self.tokenizer)
 
     # ---------------------------------------------------------------------------------------- reading
-    def _path(self, split: str) -> str | None:
-        return {
-            "train": self.train_file,
-            "validation": self.validation_file,
-            "test": self.test_file,
-            "predict": self.predict_file,
-        }[split]
-
     def has_split(self, split: str) -> bool:
         """Whether data for a split ("train", "validation", "test", "predict") was given."""
-        return self._has_source(split)
-
-    def _has_source(self, split: str) -> bool:
-        if self._path(split):
-            return True
-        name = self.dataset_splits[split]
-        return bool(self.dataset and name and name in self._available_splits)
-
-    @cached_property
-    def _available_splits(self) -> list[str]:
-        return dataset_splits(self.dataset, self.dataset_config)
+        return self.sources.has(split)
 
     def table(self, split: str) -> Table:
         """The source rows of a split's file or dataset split, read once."""
-        if split not in self._tables:
-            path = self._path(split)
-            if path:
-                self._tables[split] = read_table(path, self.encoding, key=f"data.{split}_file")
-            elif self.dataset and self.dataset_splits[split]:
-                self._tables[split] = read_dataset(self.dataset, self.dataset_config, self.dataset_splits[split])
-            else:
-                raise InputError(f"data.{split}_file is not set, and the {_stage_of(split)} step needs it.")
-        return self._tables[split]
+        return self.sources.table(split)
 
     def _texts(self, table: Table, column: str, role: str) -> list[str]:
         """A text column as strings; a missing value (JSON null, absent key) reads as empty."""
         return ["" if v is None else str(v) for v in table.column(column, role)]
 
     def _label_ids(self, table: Table, rows: list[int]) -> list[int]:
-        """Map each row's label to its id, with errors that name the line."""
-        index = {name: i for i, name in enumerate(self.labels)}
-        values = table.column(self.label_column, "label")
-        # Integers are ids into a fixed list of names (data.labels, or a ClassLabel); else they are names too.
-        ids_allowed = self._given_labels is not None or self.label_column in table.class_names
-        ids, missing, unknown = [], [], {}
-        for r in rows:
-            value, line = _label_text(values[r]), table.lines[r]
-            if value is None:
-                missing.append(line)
-            elif value in index:
-                ids.append(index[value])
-            elif ids_allowed and _is_int(value):
-                if not 0 <= int(value) < len(self.labels):
-                    raise InputError(
-                        f"{table.path}, {table.unit} {line}: integer label {value} is out of range: data.labels has "
-                        f"{len(self.labels)} classes, ids 0 to {len(self.labels) - 1}."
-                    )
-                ids.append(int(value))
-            else:
-                unknown.setdefault(value, line)
-        if missing:
-            raise InputError(
-                f"{table.path}: {len(missing)} row(s) have no label in column '{self.label_column}' "
-                f"({_lines(missing, table.unit)}). Every row of a training, validation or test file needs one."
-            )
-        if unknown:
-            value, line = next(iter(unknown.items()))
-            source = "data.labels" if self._given_labels is not None else "the training file's labels"
-            raise InputError(
-                f"{table.path}, {table.unit} {line}: label '{value}' is not one of {source} "
-                f"({', '.join(self.labels)}){f' ({len(unknown)} unknown labels in all)' if len(unknown) > 1 else ''}. "
-                "Fix the label, or list every class in data.labels."
-            )
-        return ids
+        return label_ids(table, rows, self.label_column, self.labels, given=self._given_labels is not None)
 
     # ------------------------------------------------------------------------------------ splitting, encoding
     def _rows(self, split: str) -> tuple[Table, list[int]]:
         """The table a split reads from and which of its rows belong to the split."""
-        if split in ("train", "validation") and not self._has_source("validation"):
+        if self.sources.held_out(split):
             if self.val_split <= 0:
                 raise InputError("no validation data: give data.validation_file, or set data.val_split above 0.")
             table = self.table("train")
-            train, val = _stratified_split(
+            train, val = stratified_split(
                 self._label_ids(table, list(range(len(table.rows)))), self.val_split, self.split_seed
             )
             rows = train if split == "train" else val
@@ -386,7 +306,7 @@ class TextClassificationDataModule(LightningDataModule):
             if empty and not self.drop_empty_texts:
                 raise InputError(
                     f"{table.path}: {len(empty)} row(s) have an empty or missing '{self.text_column}' "
-                    f"({_lines([table.lines[r] for r in empty], table.unit)}). Fill them in, remove them, "
+                    f"({row_list([table.lines[r] for r in empty], table.unit)}). Fill them in, remove them, "
                     "or set data.drop_empty_texts: true to drop them."
                 )
             if empty:
@@ -434,8 +354,7 @@ class TextClassificationDataModule(LightningDataModule):
     def texts(self, name: str) -> list[str]:
         """The raw texts of an encoded split, row for row (a pair joined by " [SEP] "): for models that read
         words rather than token ids, such as the bag-of-words baseline."""
-        held_out = name == "validation" and not self._has_source(name)  # val_split of the training file
-        split, table = self._splits[name], self.table("train" if held_out else name)
+        split, table = self._splits[name], self.table("train" if self.sources.held_out(name) else name)
         texts = self._texts(table, self.text_column, "text")
         if not self.text_pair_column:
             return [texts[r] for r in split.rows]
@@ -443,20 +362,18 @@ class TextClassificationDataModule(LightningDataModule):
         return [f"{texts[r]} [SEP] {pairs[r]}" for r in split.rows]
 
     def train_dataloader(self) -> DataLoader:
-        """Stateful (torchdata), so a checkpoint taken mid-epoch records where the epoch's order stands."""
         split = self._splits["train"]
-        world, rank = self._processes()
-        seed = self.seed if self.seed is not None else torch.initial_seed() % 2**31
+        world, rank = processes(self.trainer)
         sampler = TrainBatchSampler(
             split.lengths,
             self.batch_size,
             self.group_by_length,
-            seed=seed,
+            seed=training_seed(self.seed),
             num_replicas=world,
             rank=rank,
             mega_batch_mult=self.group_by_length_window,
         )
-        return StatefulDataLoader(split, batch_sampler=sampler, **self._loader_options())
+        return loader(split, sampler, self._collator, self.num_workers, stateful=True)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("validation")
@@ -471,33 +388,14 @@ class TextClassificationDataModule(LightningDataModule):
         """Every example exactly once over all processes, in the same number of batches on each (exact metrics
         under DDP with no hang); predictions carry their row, so the writer restores the input order."""
         split = self._splits[name]
-        world, rank = self._processes()
-        if len(split) < world:
-            raise InputError(
-                f"the {name} data has {len(split)} rows but there are {world} processes: give at least one row "
-                "per process, or run on fewer devices."
-            )
+        world, rank = processes(self.trainer)
+        check_shardable(name, len(split), world)
         sampler = EvalBatchSampler(split.lengths, self.eval_batch_size, self.sort_eval_by_length, world, rank)
-        return DataLoader(split, batch_sampler=sampler, **self._loader_options())
+        return loader(split, sampler, self._collator, self.num_workers)
 
-    def _processes(self) -> tuple[int, int]:
-        """Data-parallel world size and this process's rank: the samplers shard the data themselves."""
-        trainer = self.trainer
-        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-
-    def _loader_options(self) -> dict[str, Any]:
-        if self.num_workers > 0:
-            # Tokenizing used the Rust thread pool; forking after that makes tokenizers < 0.23 warn and disable
-            # it. The workers only pad, so switching parallelism off before the fork loses nothing.
-            os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        return dict(
-            collate_fn=PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of),
-            # Its own generator: a loader would otherwise draw its workers' base seed from the global one each
-            # epoch, and a fit resumed mid-epoch would then draw different dropout masks than the one it continues.
-            generator=torch.Generator().manual_seed(0),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    @property
+    def _collator(self) -> PadCollator:
+        return PadCollator(self.tokenizer.pad_token_id, self.pad_to_multiple_of)
 
     def state_dict(self) -> dict[str, Any]:
         """Saved in every checkpoint: the label names, the tokenizer files and where texts are truncated, so a
@@ -512,67 +410,3 @@ class TextClassificationDataModule(LightningDataModule):
     @cached_property
     def _tokenizer_files(self) -> dict[str, bytes]:
         return tokenizer_files(self.tokenizer)
-
-
-def check_checkpoint_matches(state: dict[str, Any], labels: list[str], tokenizer, what: str) -> None:
-    """Stop when a checkpoint was trained on other classes or another vocabulary than the data uses now.
-
-    Called by the CLI before the weights are restored: a vocabulary of another size would otherwise fail as
-    a shape mismatch deep inside torch.
-    """
-    if list(state.get("labels", labels)) != list(labels):
-        raise InputError(
-            f"the checkpoint was trained on labels {state['labels']}, but {what} has {labels}. "
-            "Use the data.labels the checkpoint was trained with (or leave data.labels unset)."
-        )
-    files = state.get("tokenizer_files")
-    if files is not None:
-        if tokenizer_from_files(files).get_vocab() != tokenizer.get_vocab():
-            raise InputError(
-                f"the checkpoint's tokenizer differs from {what}'s (data.tokenizer). Leave data.tokenizer unset "
-                "to use the tokenizer saved in the checkpoint."
-            )
-
-
-def _label_text(value: Any) -> str | None:
-    """Labels compare as text: JSON's 2 and CSV's "2" are the same class; empty means missing."""
-    if value is None or isinstance(value, bool):
-        return None if value is None else str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    text = str(value).strip()
-    return text or None
-
-
-def _is_int(text: str) -> bool:
-    return text.lstrip("-").isdigit()
-
-
-def _label_sort_key(name: str) -> tuple:
-    """Integer-looking labels sort as numbers (so "10" comes after "9"), the rest alphabetically."""
-    return (0, int(name), "") if _is_int(name) else (1, 0, name)
-
-
-def _stratified_split(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Hold out `fraction` of each class (at least one row of any class with two or more), seeded."""
-    rng = random.Random(seed)
-    by_class: dict[int, list[int]] = {}
-    for i, y in enumerate(labels):
-        by_class.setdefault(y, []).append(i)
-    held: list[int] = []
-    for y in sorted(by_class):
-        rows = by_class[y]
-        rng.shuffle(rows)
-        n = round(len(rows) * fraction)
-        held += rows[: max(n, 1) if len(rows) > 1 else 0]
-    held_set = set(held)
-    return [i for i in range(len(labels)) if i not in held_set], sorted(held)
-
-
-def _lines(lines: list[int], unit: str = "line", show: int = 10) -> str:
-    shown = ", ".join(str(n) for n in lines[:show])
-    return f"{unit}{'s' if len(lines) > 1 else ''} {shown}{' and more' if len(lines) > show else ''}"
-
-
-def _stage_of(split: str) -> str:
-    return {"train": "fit", "validation": "validate", "test": "test", "predict": "predict"}[split]

@@ -12,3 +12,9 @@ class InputError(Exception):
 
 class TrainingError(Exception):
     """Training cannot go on (e.g. the loss is NaN): what happened, where, and what to try."""
+
+
+def row_list(lines: list[int], unit: str = "line", show: int = 10) -> str:
+    """Where in a file a problem is, for a message: "lines 3, 7 and 12", the first `show` of them."""
+    shown = ", ".join(str(n) for n in lines[:show])
+    return f"{unit}{'s' if len(lines) > 1 else ''} {shown}{' and more' if len(lines) > show else ''}"

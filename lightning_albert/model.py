@@ -21,7 +21,7 @@ from lightning_albert.albert import build_albert
 from lightning_albert.errors import InputError
 from lightning_albert.optim import adamw_with_schedule, check_scheduler_type, clip_gradients
 from lightning_albert.options import check_model
-from lightning_albert.resume import restore_process_states, save_process_states
+from lightning_albert.process_state import restore_process_states, save_process_states
 
 
 class AlbertClassifier(LightningModule):
@@ -192,4 +192,3 @@ class AlbertClassifier(LightningModule):
 
 
 ATTENTION_CHOICES = ("sdpa", "matmul")
-

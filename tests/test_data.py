@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK
 
-from lightning_albert.data import TextClassificationDataModule, _stratified_split
+from lightning_albert.data import TextClassificationDataModule
 from lightning_albert.errors import InputError
+from lightning_albert.sources import stratified_split
 
 
 def _write(path: Path, rows: list[tuple[str, str]]) -> str:
@@ -64,7 +65,7 @@ def test_validation_split_is_stratified_seeded_and_disjoint(shared_data):
 
 
 def test_stratified_split_keeps_every_class_in_training():
-    train, held = _stratified_split([0] * 10 + [1] * 2 + [2], 0.1, seed=0)
+    train, held = stratified_split([0] * 10 + [1] * 2 + [2], 0.1, seed=0)
     assert {0, 1} <= {([0] * 10 + [1] * 2 + [2])[i] for i in held}
     assert 12 in train  # a class with one row stays in training
 

@@ -21,6 +21,9 @@ from conftest import PHRASEBANK, REPO, TINY_ALBERT, logged_rows, only_run, read_
 
 from lightning_albert.checkpoints import load_checkpoint
 
+# Every test here starts two or more training processes: `pytest -m "not multiprocess"` leaves them out.
+pytestmark = pytest.mark.multiprocess
+
 DDP = ["--trainer.strategy", "ddp", "--trainer.accelerator", "cpu", "--trainer.devices", "2"]
 # num_nodes too: a run's config.yaml from a two-node fit would otherwise wait for a second node forever.
 ONE_PROCESS = ["--trainer.strategy", "auto", "--trainer.accelerator", "cpu", "--trainer.devices", "1"]

@@ -1,5 +1,5 @@
-"""`pretrain`: the masks it draws (checked on real texts), and that `fit` starts from every encoder weight it
-exports, with its tokenizer."""
+"""`pretrain`: its losses are transformers' own, and `fit` starts from every encoder weight it exports, with its
+tokenizer. The masks it draws are checked in test_masking.py."""
 
 import json
 import logging
@@ -13,8 +13,9 @@ from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, REPO, TINY_ALBERT, only_
 from safetensors.torch import load_file, save_file
 from transformers import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClassification
 
-from lightning_albert.cli import AlbertCLI, main
+from lightning_albert.cli import main
 from lightning_albert.errors import InputError
+from lightning_albert.fit import AlbertCLI
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.pretrain.masking import IGNORE, PretrainingCollator
 from lightning_albert.tokenizer import load_tokenizer
@@ -33,77 +34,6 @@ def texts(shared_data, tokenizer) -> list[dict]:
     return [{"input_ids": torch.tensor(x).numpy(), "row": i} for i, x in enumerate(ids)]
 
 
-def masked_batches(tokenizer, texts, rate: float, seed: int = 0, sentence_order: bool = False) -> list[dict]:
-    collator = PretrainingCollator(tokenizer, rate, sentence_order, seed)
-    return [collator(texts[i : i + 32]) for i in range(0, len(texts), 32)]
-
-
-def counts(tokenizer, batches) -> dict[str, int]:
-    special = torch.tensor(tokenizer.all_special_ids)
-    total = dict.fromkeys(("maskable", "labelled", "mask", "kept", "random", "ngrams", "special_labelled"), 0)
-    for b in batches:
-        labelled = b["labels"] != IGNORE
-        original = torch.where(labelled, b["labels"], b["input_ids"])
-        is_special = torch.isin(original, special) | (b["attention_mask"] == 0)
-        total["maskable"] += int((~is_special).sum())
-        total["labelled"] += int(labelled.sum())
-        total["special_labelled"] += int((labelled & is_special).sum())
-        inputs = b["input_ids"][labelled]
-        total["mask"] += int((inputs == tokenizer.mask_token_id).sum())
-        total["kept"] += int((inputs == b["labels"][labelled]).sum())
-        total["random"] += int(((inputs != tokenizer.mask_token_id) & (inputs != b["labels"][labelled])).sum())
-        total["ngrams"] += int((labelled[:, 1:] & labelled[:, :-1]).sum())  # neighbours both labelled
-        assert not (b["input_ids"] == tokenizer.mask_token_id)[~labelled].any()  # [MASK] only where predicted
-    return total
-
-
-@pytest.mark.parametrize("rate", [0.15, 0.3])
-def test_masks_only_maskable_tokens_at_the_configured_rate_in_spans(tokenizer, texts, rate):
-    total = counts(tokenizer, masked_batches(tokenizer, texts, rate))
-    assert total["maskable"] > 5000
-    assert total["special_labelled"] == 0  # [CLS], [SEP] and <pad> never masked nor labelled
-    assert abs(total["labelled"] / total["maskable"] - rate) < 0.01
-    assert total["ngrams"] > 0.2 * total["labelled"]  # spans, not only single tokens
-    labelled = total["labelled"]
-    assert abs(total["mask"] / labelled - 0.8) < 0.03
-    assert abs(total["kept"] / labelled - 0.1) < 0.03
-    assert abs(total["random"] / labelled - 0.1) < 0.03
-
-
-def test_same_seed_same_masks(tokenizer, texts):
-    first, again, other = (masked_batches(tokenizer, texts[:64], 0.15, seed) for seed in (1, 1, 2))
-    assert all(torch.equal(a["input_ids"], b["input_ids"]) for a, b in zip(first, again))
-    assert not all(torch.equal(a["labels"], b["labels"]) for a, b in zip(first, other))
-
-
-def test_a_texts_masks_depend_on_seed_epoch_and_row_alone(tokenizer, texts):
-    """Not on the batch a text lands in (length grouping, processes, workers, a resume mid-epoch all change
-    that), so a resumed run draws what the uninterrupted one would; a new epoch draws anew."""
-    collator = PretrainingCollator(tokenizer, 0.15, False, seed=3)
-    rows = [{**t, "epoch": 5} for t in texts[:48]]
-    together = collator(rows[:32])
-    apart = collator(rows[16:48])  # rows 16-31 again, beside other texts and at other positions
-    for i in range(16):
-        n = int(together["attention_mask"][16 + i].sum())  # the text's own length; the rest is padding
-        assert int(apart["attention_mask"][i].sum()) == n
-        assert torch.equal(together["labels"][16 + i, :n], apart["labels"][i, :n])
-        assert torch.equal(together["input_ids"][16 + i, :n], apart["input_ids"][i, :n])
-    next_epoch = collator([{**t, "epoch": 6} for t in texts[:32]])
-    assert not torch.equal(next_epoch["labels"], together["labels"])
-
-
-def test_sentence_order_pairs_are_swapped_half_the_time(tokenizer, texts):
-    batches = masked_batches(tokenizer, texts, 0.15, sentence_order=True)
-    order = torch.cat([b["sentence_order_label"] for b in batches])
-    assert set(order.tolist()) <= {0, 1} and abs(order.float().mean().item() - 0.5) < 0.1
-    for b in batches:
-        seps = (b["input_ids"] == tokenizer.sep_token_id) | (b["labels"] == tokenizer.sep_token_id)
-        assert (seps.sum(1) == 2).all()  # [CLS] A [SEP] B [SEP]
-        # Segment B (type 1) starts right after the first [SEP] and ends with the second.
-        first_sep = seps.int().argmax(1)
-        assert (b["token_type_ids"].argmax(1) == first_sep + 1).all()
-
-
 @pytest.mark.parametrize("sentence_order", [False, True], ids=["mlm", "mlm+sop"])
 def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tokenizer, texts, sentence_order):
     """The pretrainer runs the vocabulary head on masked positions only (for speed); its loss, gradients and
@@ -112,7 +42,7 @@ def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tok
 
     torch.manual_seed(0)
     ours = AlbertPretrainer(config=TINY_ALBERT, vocab_size=len(tokenizer), sentence_order=sentence_order).eval()
-    (batch,) = masked_batches(tokenizer, texts[:32], 0.15, sentence_order=sentence_order)
+    batch = PretrainingCollator(tokenizer, 0.15, sentence_order, seed=0)(texts[:32])
     mlm, sop, logits, targets, _ = ours._losses(batch)
     ours_loss = mlm if sop is None else mlm + sop
     ours_loss.backward()
@@ -317,6 +247,7 @@ def test_a_killed_pretrain_resumes_to_the_same_metrics_and_export(tmp_path, shar
     assert "the checkpoint's tokenizer differs from the data's (data.tokenizer)" in other.stderr
 
 
+@pytest.mark.multiprocess
 def test_pretrain_on_two_processes_trains_and_exports_the_best(tmp_path, shared_data):
     """Under DDP (gloo, 2 CPU processes): the batch samplers shard themselves (Lightning must not wrap them) and
     the export is written once, by rank 0, after every process has asked for the run folder."""

@@ -79,7 +79,7 @@ def test_each_process_restores_the_training_loss_sums_a_resume_needs(world_size,
     exercises it end to end, but a wrong choice there shows only sometimes, in a float's last bit)."""
     from types import SimpleNamespace
 
-    from lightning_albert.resume import restore_process_states
+    from lightning_albert.process_state import restore_process_states
 
     per_process = [
         {"train_loss.mean_value": torch.tensor(1.0), "train_loss.weight": torch.tensor(2.0)},
@@ -102,7 +102,7 @@ def test_last_checkpoint_saves_are_announced_to_loggers(tmp_path):
     from lightning.pytorch.demos.boring_classes import BoringModel
     from lightning.pytorch.loggers import CSVLogger
 
-    from lightning_albert.resume import LastCheckpoint, use_last_checkpoint
+    from lightning_albert.checkpoints import LastCheckpoint, use_last_checkpoint
 
     class Recorder(CSVLogger):
         saved: list[str] = []

@@ -2,11 +2,12 @@
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import PHRASEBANK, TINY_ALBERT, logged_rows, read_csv
+from conftest import PHRASEBANK, TINY_ALBERT, assert_clear_error, logged_rows, read_csv, run_main
 
 from lightning_albert.cli import main
 
@@ -48,15 +49,37 @@ def base_config(tmp_path_factory, shared_data) -> Path:
     return path
 
 
-def _tune(config: Path, *extra: str) -> None:
+# What a trial's fit is given beside the config of its values, and the final fit beside best.yaml.
+TRIAL_ONLY = {"trainer.default_root_dir", "trainer.enable_progress_bar", "test_after_fit", "baseline"}
+
+
+def _tune(config: Path, *extra: str, output: Path | None = None, n_trials: int = 2) -> None:
     main(["tune", "--config", str(config), "--search_space", str(config.parent / "space.yaml"),
-          "--output", str(config.parent / "out"), "--n_trials", "2", *extra])  # fmt: skip
+          "--output", str(output or config.parent / "out"), "--n_trials", str(n_trials), *extra])  # fmt: skip
+
+
+def _flat(config: dict, prefix: str = "") -> dict:
+    """`{"model": {"learning_rate": x}}` as `{"model.learning_rate": x}`; model.config stays one value."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and f"{prefix}{key}" != "model.config":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _without(config: dict, keys: set[str]) -> dict:
+    return {k: v for k, v in _flat(config).items() if k not in keys}
 
 
 @pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")  # the final fit runs in-process from pytest
 def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
+    """Trials are fits of the base config, the command line's fit settings and their values; best.yaml is the
+    config fit resolves for the best values, and the final fit of it runs with exactly that config."""
     out = base_config.parent / "out"
-    _tune(base_config)
+    overrides = ("--model.weight_decay", "0.05", "--data.max_length=48")  # both as fit takes them
+    _tune(base_config, *overrides)
     trials = read_csv(out / "trials.csv")
     assert [t["state"] for t in trials] == ["complete", "complete"]
     for trial in trials:
@@ -72,8 +95,13 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
         assert run_config["model"]["config"]["hidden_size"] == TINY_ALBERT["hidden_size"]  # merged, not replaced
         assert run_config["trainer"]["max_epochs"] == int(trial["trainer.max_epochs"])
         assert len(logged_rows(run, "val")) == run_config["trainer"]["max_epochs"]
+        assert (run_config["model"]["weight_decay"], run_config["data"]["max_length"]) == (0.05, 48)
+        assert run_config["test_after_fit"] is False and run_config["baseline"] is False
     best_trial = max(trials, key=lambda t: float(t["value"]))  # the first of equals, as the study keeps
     best = yaml.safe_load((out / "best.yaml").read_text())
+    best_run = yaml.safe_load((Path(best_trial["run_folder"]) / "config.yaml").read_text())
+    assert _without(best, TRIAL_ONLY) == _without(best_run, TRIAL_ONLY)  # the best trial's config, every key
+    assert best["trainer"]["default_root_dir"] == "runs/base-best" and best["test_after_fit"] is True
     assert best["model"]["learning_rate"] == pytest.approx(float(best_trial["model.learning_rate"]))
     assert best["model"]["config"]["hidden_dropout_prob"] == pytest.approx(
         float(best_trial["model.config.hidden_dropout_prob"])
@@ -82,7 +110,7 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
     assert f"fit --config {out / 'best.yaml'}" in capsys.readouterr().out
 
     # Resumed: the study file already holds the budget's two trials, so none runs.
-    _tune(base_config)
+    _tune(base_config, *overrides)
     assert "0 run now" in capsys.readouterr().out
     assert len(read_csv(out / "trials.csv")) == 2
 
@@ -91,6 +119,81 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
           "--trainer.enable_progress_bar", "false"])  # fmt: skip
     (run,) = (final / "lightning_logs").glob("version_*")
     assert logged_rows(run, "test")  # the final fit is the one that tests
+    final_config = yaml.safe_load((run / "config.yaml").read_text())
+    assert _without(final_config, TRIAL_ONLY) == _without(best, TRIAL_ONLY)
+
+
+def test_setting_a_searched_key_on_the_command_line_fixes_it(base_config, tmp_path, capsys):
+    """`--model.learning_rate` given to tune reaches every trial's config.yaml and best.yaml, and is not searched."""
+    out = tmp_path / "out"
+    _tune(base_config, "--model.learning_rate", "2.5e-3", "--trainer.max_epochs=1", output=out, n_trials=1)
+    said = capsys.readouterr().out
+    assert "Set on the command line, so not searched: model.learning_rate, trainer.max_epochs" in said
+    (trial,) = read_csv(out / "trials.csv")
+    assert trial["state"] == "complete" and "model.learning_rate" not in trial
+    run_config = yaml.safe_load((Path(trial["run_folder"]) / "config.yaml").read_text())
+    best = yaml.safe_load((out / "best.yaml").read_text())
+    for config in (run_config, best):
+        assert config["model"]["learning_rate"] == 2.5e-3 and config["trainer"]["max_epochs"] == 1
+        assert config["model"]["config"]["hidden_dropout_prob"] == pytest.approx(
+            float(trial["model.config.hidden_dropout_prob"])
+        )
+
+
+@pytest.mark.parametrize(
+    ("where", "fragments"),
+    [
+        ("override", ["--model.learnin_rate: unknown setting 'model.learnin_rate'", "(did you mean model.lea"]),
+        ("config", ["--config {config}: unknown setting 'model.learnin_rate'", "(did you mean model.lea"]),
+        ("value", ['"trainer.max_epochs"', "many"]),
+        ("--set", ["--set is gone", "--model.learning_rate 0.002"]),
+    ],
+)
+def test_fit_setting_tune_cannot_give_is_one_clear_line(base_config, tmp_path, capsys, where, fragments):
+    """Refused by fit's own parser before any study exists, as fit would refuse it, on one line."""
+    config = base_config
+    extra = {
+        "override": ["--model.learnin_rate", "0.002"],
+        "value": ["--trainer.max_epochs", "many"],
+        "--set": ["--set", "model.learning_rate=0.002"],
+    }.get(where, [])
+    if where == "config":
+        values = yaml.safe_load(base_config.read_text())
+        values["model"]["learnin_rate"] = 0.002
+        config = tmp_path / "typo.yaml"
+        config.write_text(yaml.safe_dump(values))
+    code, err = run_main(["tune", "--config", str(config), "--output", str(tmp_path / "out"), *extra], capsys)
+    assert_clear_error(code, err, [f.format(config=config) for f in fragments])
+    assert len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_resolving_the_fit_config_prints_nothing_and_swaps_no_stream(base_config, monkeypatch, capsys):
+    """fit's parser runs in this process and is read, not `fit --print_config` run with its output captured."""
+    from jsonargparse import ArgumentParser
+
+    from lightning_albert.errors import InputError
+    from lightning_albert.tune.config import resolve
+
+    streams = []
+    parse_args = ArgumentParser.parse_args
+
+    def watched(self, *args, **kwargs):
+        streams.append((sys.stdout, sys.stderr))
+        return parse_args(self, *args, **kwargs)
+
+    monkeypatch.setattr(ArgumentParser, "parse_args", watched)
+    resolved = resolve(["--config", str(base_config), "--model.weight_decay", "0.05"])
+    with pytest.raises(InputError) as refused:
+        resolve(["--config", str(base_config), "--trainer.max_epochs", "many"])
+    assert streams and all(seen == (sys.stdout, sys.stderr) for seen in streams)
+    assert capsys.readouterr() == ("", "")
+    assert "trainer.max_epochs" in str(refused.value) and "\n" not in str(refused.value)
+    assert resolved["model"]["weight_decay"] == 0.05  # the override
+    assert resolved["model"]["config"]["hidden_size"] == TINY_ALBERT["hidden_size"]  # the config file
+    # Defaults neither gives: AlbertCLI's (the best-keeping checkpoint's metric, no model summary) and the classes'.
+    assert resolved["checkpoint"]["monitor"] == "val_f1" and resolved["trainer"]["enable_model_summary"] is False
+    assert resolved["data"]["num_workers"] == 0 and resolved["model"]["pretrained"] is None
 
 
 @pytest.mark.parametrize(
@@ -100,6 +203,7 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
         ("model.weight_decay: {type: float, low: 0.2, high: 0.1}\n", "model.weight_decay: low (0.2) is above"),
         ("data.batch_size: {type: int, low: 8}\n", "data.batch_size: missing high"),
         ("model.learnin_rate: {type: float, low: 1.0e-4, high: 1.0e-3}\n", "model.learnin_rate is not a fit setting"),
+        ("model.config.hiden_size: {type: int, low: 8, high: 16}\n", "model.config.hiden_size is not an AlbertConfig"),
     ],
 )
 def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, capsys, space, named):
@@ -126,21 +230,15 @@ def test_bad_search_space_is_one_line_naming_the_key(base_config, tmp_path, caps
 def test_shipped_search_spaces_fit_their_configs(config, export, space, tmp_path):
     """The default space follows model.pretrained (an export of `pretrain` is known by its record), and each of
     its keys is a setting fit takes."""
-    from lightning_albert.tune.cli import (
-        PRUNE_WARMUP_EPOCHS,
-        check_keys,
-        default_search_space,
-        model_source,
-        read_search_space,
-        resolved_config,
-        suggest,
-    )
+    from lightning_albert.tune.config import resolve
+    from lightning_albert.tune.space import check_keys, default_search_space, model_source, read_search_space, suggest
+    from lightning_albert.tune.study import PRUNE_WARMUP_EPOCHS
 
-    base = yaml.safe_load((Path(__file__).parents[1] / "configs" / config).read_text())
+    fit_args = ["--config", str(Path(__file__).parents[1] / "configs" / config)]
     if export:
         (tmp_path / export[0]).write_text(json.dumps(export[1]))
-        base["model"]["pretrained"] = str(tmp_path)
-    resolved = resolved_config(base, config)
+        fit_args += ["--model.pretrained", str(tmp_path)]
+    resolved = resolve(fit_args)
     source = model_source(resolved)
     path = default_search_space(source)
     assert path.name == space
@@ -179,7 +277,7 @@ def test_trial_behind_the_median_is_pruned_and_its_run_folder_is_complete(base_c
     the first after its first epoch and stops there, with its card and checkpoints written."""
     import optuna
 
-    from lightning_albert.tune.cli import open_study
+    from lightning_albert.tune.study import open_study
 
     config = yaml.safe_load(base_config.read_text())
     config["trainer"]["max_epochs"] = 3
@@ -215,7 +313,7 @@ def test_pruned_trial_stops_its_fit_after_that_validation():
     """The pruner's verdict stops the Trainer as early stopping would, so the trial's run folder is complete."""
     from types import SimpleNamespace
 
-    from lightning_albert.tune.cli import PruneOnValidation
+    from lightning_albert.tune.study import PruneOnValidation
 
     class Trial:
         def __init__(self):

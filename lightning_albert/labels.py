@@ -1,0 +1,113 @@
+"""Labels: a data set's class names, each row's label as a class id (with errors that name the row), and a
+checkpoint's labels and tokenizer checked against the data's before its weights are restored."""
+
+from typing import Any
+
+from lightning_albert.errors import InputError, row_list
+from lightning_albert.tables import Table
+from lightning_albert.tokenizer import tokenizer_from_files
+
+
+def check_given_labels(labels: list[Any] | None) -> list[str] | None:
+    """data.labels as text, refused when it repeats a name or names fewer than two classes."""
+    if labels is None:
+        return None
+    names = [str(n) for n in labels]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise InputError(f"data.labels lists {', '.join(repr(d) for d in duplicates)} more than once.")
+    if len(names) < 2:
+        raise InputError("data.labels needs at least two classes.")
+    return names
+
+
+def class_names(table: Table, column: str) -> list[str]:
+    """The training table's classes in id order: a datasets ClassLabel's names, else its sorted distinct labels."""
+    if column in table.class_names:
+        return list(table.class_names[column])
+    values = [label_text(v) for v in table.column(column, "label")]
+    names = sorted({v for v in values if v is not None}, key=_label_sort_key)
+    if len(names) < 2:
+        found = f"only '{names[0]}'" if names else "no labels"
+        raise InputError(
+            f"{table.path}: the training data has {found} in column '{column}'; "
+            "a classifier needs at least two classes."
+        )
+    return names
+
+
+def label_ids(table: Table, rows: list[int], column: str, labels: list[str], given: bool) -> list[int]:
+    """Each row's label as its id in `labels`. Integers are ids into a fixed list of names (`given`: data.labels,
+    or a ClassLabel column); else they are names too."""
+    index = {name: i for i, name in enumerate(labels)}
+    values = table.column(column, "label")
+    ids_allowed = given or column in table.class_names
+    ids, missing, unknown = [], [], {}
+    for r in rows:
+        value, line = label_text(values[r]), table.lines[r]
+        if value is None:
+            missing.append(line)
+        elif value in index:
+            ids.append(index[value])
+        elif ids_allowed and _is_int(value):
+            if not 0 <= int(value) < len(labels):
+                raise InputError(
+                    f"{table.path}, {table.unit} {line}: integer label {value} is out of range: data.labels has "
+                    f"{len(labels)} classes, ids 0 to {len(labels) - 1}."
+                )
+            ids.append(int(value))
+        else:
+            unknown.setdefault(value, line)
+    if missing:
+        raise InputError(
+            f"{table.path}: {len(missing)} row(s) have no label in column '{column}' "
+            f"({row_list(missing, table.unit)}). Every row of a training, validation or test file needs one."
+        )
+    if unknown:
+        value, line = next(iter(unknown.items()))
+        source = "data.labels" if given else "the training file's labels"
+        raise InputError(
+            f"{table.path}, {table.unit} {line}: label '{value}' is not one of {source} "
+            f"({', '.join(labels)}){f' ({len(unknown)} unknown labels in all)' if len(unknown) > 1 else ''}. "
+            "Fix the label, or list every class in data.labels."
+        )
+    return ids
+
+
+def check_checkpoint_matches(state: dict[str, Any], labels: list[str], tokenizer, what: str) -> None:
+    """Stop when a checkpoint was trained on other classes or another vocabulary than the data uses now.
+
+    Called by the CLI before the weights are restored: a vocabulary of another size would otherwise fail as
+    a shape mismatch deep inside torch.
+    """
+    if list(state.get("labels", labels)) != list(labels):
+        raise InputError(
+            f"the checkpoint was trained on labels {state['labels']}, but {what} has {labels}. "
+            "Use the data.labels the checkpoint was trained with (or leave data.labels unset)."
+        )
+    files = state.get("tokenizer_files")
+    if files is not None:
+        if tokenizer_from_files(files).get_vocab() != tokenizer.get_vocab():
+            raise InputError(
+                f"the checkpoint's tokenizer differs from {what}'s (data.tokenizer). Leave data.tokenizer unset "
+                "to use the tokenizer saved in the checkpoint."
+            )
+
+
+def label_text(value: Any) -> str | None:
+    """Labels compare as text: JSON's 2 and CSV's "2" are the same class; empty means missing."""
+    if value is None or isinstance(value, bool):
+        return None if value is None else str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _is_int(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
+def _label_sort_key(name: str) -> tuple:
+    """Integer-looking labels sort as numbers (so "10" comes after "9"), the rest alphabetically."""
+    return (0, int(name), "") if _is_int(name) else (1, 0, name)
