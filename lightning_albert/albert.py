@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub.errors import StrictDataclassError
 from lightning.pytorch.utilities import rank_zero_info
 from transformers import AlbertConfig, AlbertForSequenceClassification, PreTrainedModel
 from transformers.utils import logging as hf_logging
@@ -37,6 +38,8 @@ def load_pretrained(cls: type[PreTrainedModel], pretrained: str, vocab_size: int
     (a classifier for another number of labels) starts fresh too. One line says what started fresh and what the
     source had that is not used, in place of transformers' table of keys (the same keys, logged as a warning).
     """
+    if not Path(pretrained).exists() and (Path(pretrained).is_absolute() or pretrained.startswith((".", "~"))):
+        raise InputError(f"model.pretrained: no such folder '{pretrained}' (relative paths start from {Path.cwd()}).")
     try:
         with _quiet_loading():
             model, info = cls.from_pretrained(
@@ -121,9 +124,15 @@ def albert_config(config: str | dict[str, Any] | None, vocab_size: int | None, *
     if vocab_size is not None:
         values["vocab_size"] = vocab_size
     try:
-        return AlbertConfig(**{**values, **settings})
-    except (TypeError, ValueError) as e:
-        raise InputError(f"model.config: {e}") from None
+        built = AlbertConfig(**{**values, **settings})
+    except (TypeError, ValueError, StrictDataclassError) as e:  # transformers 5 checks types through the hub's
+        raise InputError(f"model.config: {' '.join(str(e).split())}") from None
+    if built.hidden_size % built.num_attention_heads:  # transformers leaves this to the first forward pass
+        raise InputError(
+            f"model.config: hidden_size {built.hidden_size} is not a multiple of num_attention_heads "
+            f"{built.num_attention_heads}: each head takes an equal share of it."
+        )
+    return built
 
 
 def _read_config_file(path: str) -> dict[str, Any]:

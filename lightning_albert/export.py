@@ -15,6 +15,7 @@ from transformers import AlbertConfig, AlbertForSequenceClassification
 
 from lightning_albert.checkpoints import DATA_STATE_KEY, best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
+from lightning_albert.files import current_umask
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EXPORT_FOLDER = "hf_model"  # where a run folder keeps the export of its best checkpoint (fit and pretrain alike)
@@ -23,6 +24,8 @@ EXPORT_FOLDER = "hf_model"  # where a run folder keeps the export of its best ch
 def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool = False) -> Path:
     """Write `save_pretrained` model and tokenizer files of `ckpt_path` into `output`; return `output`."""
     output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise InputError(f"export: {output} is a file; give a folder to write the export into.")
     if output.exists() and any(output.iterdir()) and not overwrite:
         raise InputError(f"export: {output} exists and is not empty. Choose another folder, or pass --overwrite.")
     checkpoint = load_checkpoint(ckpt_path, "export")
@@ -46,6 +49,7 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool
     # Written beside the target and renamed into place: a crash leaves no half-written export.
     output.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename: what mkdir gives
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -191,6 +191,7 @@ def config_files(argv: Iterable[str]) -> list[str]:
 
 def check_config_files(argv: Iterable[str]) -> None:
     """Each config file can be read and is a YAML mapping; else one line naming the file and line."""
+    argv = list(argv)
     for file in config_files(argv):
         if not Path(file).is_file():
             continue  # jsonargparse also takes YAML text there, and names a missing file itself
@@ -205,6 +206,15 @@ def check_config_files(argv: Iterable[str]) -> None:
             raise InputError(f"--config {file}{line}: not valid YAML ({problem}).") from None
         if values is not None and not isinstance(values, Mapping):
             raise InputError(f"--config {file}: must hold a mapping of settings (key: value), not a list or value.")
+        architecture = ((values or {}).get("model") or {}).get("config")
+        key = next((a.split("=")[0] for a in argv if a.startswith("--model.config.")), None)
+        if isinstance(architecture, str) and key:
+            # jsonargparse would make model.config the one key given, dropping every other value of the file.
+            raise InputError(
+                f"{key}: model.config is the file {architecture} (--config {file}), and one key given this way "
+                f"would replace the whole architecture, not change that key. Copy {architecture}, change the "
+                "key there and pass --model.config <the copy>, or give model.config inline in the YAML."
+            )
 
 
 def parse_error(message: str, argv: Iterable[str], prog: str = "python -m lightning_albert") -> InputError:

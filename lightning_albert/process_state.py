@@ -33,7 +33,10 @@ def save_process_states(module: LightningModule, checkpoint: dict[str, Any]) -> 
 
 def restore_process_states(module: LightningModule, checkpoint: dict[str, Any]) -> None:
     """The other half of `save_process_states`, called from `on_load_checkpoint` (before the weights load)."""
-    fitting = module.trainer.state.fn == "fit"
+    try:
+        fitting = module.trainer.state.fn == "fit"
+    except RuntimeError:  # no Trainer: `AlbertClassifier.load_from_checkpoint(path)` in a notebook
+        fitting = False
     states = checkpoint.get("rng_states")
     if states and fitting:
         # One per process (a dict alone in checkpoints before 2026-12): this process's own, where it has one.

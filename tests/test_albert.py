@@ -7,7 +7,6 @@ import logging
 import pytest
 import torch
 from conftest import ALBERT_BASE_CONFIG, TINY_ALBERT
-from huggingface_hub.errors import StrictDataclassFieldValidationError
 from safetensors.torch import load_file, save_file
 from transformers import AlbertConfig, AlbertForMaskedLM, AlbertForSequenceClassification
 
@@ -73,12 +72,6 @@ def test_a_config_file_that_is_not_json_names_the_line(tmp_path):
         albert_config(str(path), VOCAB)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=StrictDataclassFieldValidationError,
-    reason="transformers 5's AlbertConfig raises huggingface_hub's StrictDataclassFieldValidationError (neither "
-    "TypeError nor ValueError) for a value of the wrong type, so albert_config lets it out as a traceback",
-)
 def test_a_value_of_the_wrong_type_is_an_input_error():
     with pytest.raises(InputError, match="model.config"):
         albert_config({**TINY_ALBERT, "hidden_size": "64"}, VOCAB)
@@ -141,6 +134,16 @@ def test_a_tokenizer_with_more_pieces_than_the_embeddings_is_refused(tmp_path):
 
 def test_a_source_that_cannot_be_loaded_is_an_input_error(tmp_path):
     AlbertConfig(vocab_size=VOCAB, **TINY_ALBERT).save_pretrained(tmp_path / "config_only")
-    for source in (tmp_path / "config_only", tmp_path / "missing"):
-        with pytest.raises(InputError, match=f"model.pretrained: cannot load '{source}'"):
-            load_pretrained(AlbertForSequenceClassification, str(source), VOCAB, num_labels=3)
+    source = tmp_path / "config_only"
+    with pytest.raises(InputError, match=f"model.pretrained: cannot load '{source}'"):
+        load_pretrained(AlbertForSequenceClassification, str(source), VOCAB, num_labels=3)
+
+
+def test_a_hidden_size_the_heads_cannot_share_is_refused_before_training():
+    with pytest.raises(InputError, match="hidden_size 65 is not a multiple of num_attention_heads 2"):
+        albert_config({**TINY_ALBERT, "hidden_size": 65, "num_attention_heads": 2}, VOCAB)
+
+
+def test_a_missing_local_folder_is_named_as_one(tmp_path):
+    with pytest.raises(InputError, match=f"model.pretrained: no such folder '{tmp_path / 'nowhere'}'"):
+        build_albert(str(tmp_path / "nowhere"), None, ID2LABEL, VOCAB)

@@ -5,10 +5,12 @@ is the SystemExit code the process would end with.
 """
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
-from conftest import ALBERT_BASE_TOKENIZER, GOOD, REPO, assert_clear_error, fit_args, run_main
+import yaml
+from conftest import ALBERT_BASE_TOKENIZER, GOOD, REPO, TINY_ALBERT, assert_clear_error, fit_args, run_main
 
 from lightning_albert.cli import main
 
@@ -254,3 +256,14 @@ def test_only_lightnings_own_setting_checks_become_one_line_errors(tmp_path, cap
     with pytest.raises(ValueError, match="a bug of ours") as ours:
         main(fit_args(tmp_path))
     assert ours.type is ValueError and ours.value.__cause__ is None  # not wrapped, not turned into an InputError
+
+
+def test_one_architecture_key_over_a_config_file_is_refused_not_silently_replacing_it(tmp_path, capsys):
+    architecture = tmp_path / "albert.json"
+    architecture.write_text(json.dumps(TINY_ALBERT))
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"model": {"config": str(architecture)}}))
+    args = [*fit_args(tmp_path), "--config", str(config), "--model.config.hidden_dropout_prob", "0.2"]
+    code, err = run_main(args, capsys)
+    assert_clear_error(code, err, ["--model.config.hidden_dropout_prob", f"the file {architecture}", "Copy"])
+    assert not (tmp_path / "runs").exists()

@@ -2,6 +2,8 @@
 checkpoint's own model does; a failed or refused export leaves the target as it was."""
 
 import csv
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -48,12 +50,8 @@ def test_the_export_loads_with_auto_classes_and_gives_the_checkpoints_logits(run
     assert out == tmp_path / "exported"
     model = AutoModelForSequenceClassification.from_pretrained(out).eval()
     tokenizer = AutoTokenizer.from_pretrained(out)
-    # The checkpoint's own model, rebuilt from its hyperparameters and state dict. (Not load_from_checkpoint: its
-    # on_load_checkpoint hook needs a Trainer.)
-    checkpoint = _checkpoint(run, "last.ckpt")
-    reference = AlbertClassifier(**{k: v for k, v in checkpoint["hyper_parameters"].items() if k != "_instantiator"})
-    reference.load_state_dict(checkpoint["state_dict"])
-    reference.eval()
+    # The checkpoint's own model, loaded the way a notebook does: no Trainer attached.
+    reference = AlbertClassifier.load_from_checkpoint(run / "checkpoints" / "last.ckpt", weights_only=False).eval()
     trained_with = AutoTokenizer.from_pretrained(run / "tokenizer")  # the tokenizer the run saved beside itself
     max_length = yaml.safe_load((run / "config.yaml").read_text())["data"]["max_length"]
 
@@ -66,6 +64,16 @@ def test_the_export_loads_with_auto_classes_and_gives_the_checkpoints_logits(run
         torch.testing.assert_close(model(**batch).logits, reference(dict(batch)), rtol=0, atol=1e-5)
     assert model.config.id2label == reference.id2label == {0: "negative", 1: "neutral", 2: "positive"}
     assert model.config.label2id == {"negative": 0, "neutral": 1, "positive": 2}
+
+
+def test_the_export_folder_gets_the_permissions_mkdir_would_give(run, tmp_path):
+    umask = os.umask(0o022)
+    try:
+        out = export.export_checkpoint(run / "checkpoints" / "last.ckpt", tmp_path / "exported")
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o755
 
 
 def test_the_export_is_save_pretrained_files_only_and_no_staging_folder_is_left(run, tmp_path):
@@ -135,11 +143,6 @@ def test_a_failure_while_writing_leaves_the_target_as_it_was(run, tmp_path, monk
     assert [p.name for p in tmp_path.iterdir()] == (["exported"] if overwrite else [])  # no staging folder
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=NotADirectoryError,
-    reason="export_checkpoint calls iterdir() on an output that is a file: a traceback, not a one-line refusal",
-)
 def test_an_output_path_that_is_a_file_is_refused(run, tmp_path):
     (tmp_path / "model").write_text("a file")
     with pytest.raises(InputError):

@@ -74,11 +74,6 @@ def test_missing_parent_folders_are_made(tmp_path):
     assert target.read_text() == "{}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="atomic_write keeps mkstemp's mode 0600: cards, reports, predictions and checkpoints are unreadable to "
-    "anyone but their owner, where open() would honour the umask (0644 under umask 022)",
-)
 def test_the_written_file_gets_the_permissions_open_would_give(tmp_path):
     umask = os.umask(0o022)
     try:

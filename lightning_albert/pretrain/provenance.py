@@ -9,12 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from lightning_albert.errors import InputError
+from lightning_albert.files import atomic_write
 
 PRETRAINING_RECORD = "pretraining.json"
 
 
 def write_pretraining_record(folder: Path, record: dict[str, Any]) -> None:
-    (folder / PRETRAINING_RECORD).write_text(json.dumps(record, indent=1) + "\n")
+    with atomic_write(folder / PRETRAINING_RECORD) as f:
+        f.write(json.dumps(record, indent=1) + "\n")
 
 
 def pretraining_record(source: str | Path | None) -> dict[str, Any] | None:
