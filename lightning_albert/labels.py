@@ -3,6 +3,8 @@ checkpoint's labels and tokenizer checked against the data's before its weights 
 
 from typing import Any
 
+from lightning.pytorch.utilities import rank_zero_info
+
 from lightning_albert.errors import InputError, row_list
 from lightning_albert.tables import Table
 from lightning_albert.tokenizer import tokenizer_from_files
@@ -27,6 +29,9 @@ def class_names(table: Table, column: str) -> list[str]:
         return list(table.class_names[column])
     values = [label_text(v) for v in table.column(column, "label")]
     names = sorted({v for v in values if v is not None}, key=_label_sort_key)
+    hint = task_hint(names)
+    if hint:
+        rank_zero_info(f"Note: {table.path}, column '{column}': {hint}")
     if len(names) < 2:
         found = f"only '{names[0]}'" if names else "no labels"
         raise InputError(
@@ -72,6 +77,36 @@ def label_ids(table: Table, rows: list[int], column: str, labels: list[str], giv
             "Fix the label, or list every class in data.labels."
         )
     return ids
+
+
+def task_hint(names: list[str]) -> str | None:
+    """A line when the distinct labels look like another task than single-label classification, read as one:
+    label sets joined by a separator (multi-label), or numbers with many values (scores: regression)."""
+    for sep in ("|", ",", ";"):
+        joined = [n for n in names if sep in n]
+        parts = {part.strip() for n in names for part in n.split(sep) if part.strip()}
+        if len(joined) >= 2 and len(parts) < len(names):
+            return (
+                f"{len(joined)} of its {len(names)} labels join several with '{sep}' (e.g. '{joined[0]}'): if a text "
+                f"may have several labels, this is multi-label data, which is read here as single-label classes, "
+                f"one per combination ({len(names)} classes from {len(parts)} labels). Multi-label training is not "
+                "supported yet; the run goes on as single-label."
+            )
+    numbers = [_number(n) for n in names]
+    if all(x is not None for x in numbers) and (len(names) > 20 or any(not x.is_integer() for x in numbers)):
+        return (
+            f"every label is a number ({len(names)} distinct values, e.g. {', '.join(names[:3])}): if they are "
+            "scores, this is a regression task, which is read here as one class per value. Regression is not "
+            "supported yet; the run goes on as classification."
+        )
+    return None
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def check_checkpoint_matches(state: dict[str, Any], labels: list[str], tokenizer, what: str) -> None:
