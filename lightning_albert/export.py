@@ -53,6 +53,8 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        for file in staging.iterdir():  # safetensors writes its file 0600 whatever the umask
+            file.chmod(0o666 & ~current_umask())
         if output.exists():
             shutil.rmtree(output)
         staging.rename(output)

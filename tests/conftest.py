@@ -186,3 +186,33 @@ def assert_clear_error(code: int, err: str, fragments: list[str]) -> None:
     assert "Traceback" not in err, err
     for fragment in fragments:
         assert fragment in err, f"{fragment!r} not in:\n{err}"
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    """The real albert-base-v2 tokenizer (../shared/assets)."""
+    from lightning_albert.tokenizer import load_tokenizer  # here: torch reads the thread settings above on import
+
+    return load_tokenizer(str(ALBERT_BASE_TOKENIZER))
+
+
+@pytest.fixture(scope="module")
+def texts(shared_data, tokenizer) -> list[dict]:
+    """400 phrasebank texts as the pretraining data module hands them to the collator: ids without special tokens."""
+    import torch
+
+    rows = read_csv(PHRASEBANK / "train.csv")[:400]
+    ids = tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"]
+    return [{"input_ids": torch.tensor(x).numpy(), "row": i} for i, x in enumerate(ids)]
+
+
+def markdown_table(card: str, heading: str) -> list[list[str]]:
+    """The cells of the first markdown table after `heading`, without its header and rule."""
+    lines = card[card.index(heading) :].splitlines()[1:]
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows

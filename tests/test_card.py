@@ -5,6 +5,7 @@ import re
 
 import pytest
 import yaml
+from conftest import markdown_table
 from sklearn.metrics import precision_recall_fscore_support
 
 from lightning_albert.reporting.card import render_card
@@ -43,18 +44,6 @@ def _run(tmp_path, model=None, data=None, trainer=None, facts=None, **fields) ->
     return RunHistory(folder=tmp_path, config=config, **values)
 
 
-def _table(card: str, heading: str) -> list[list[str]]:
-    """The cells of the first markdown table after `heading`, without its header and rule."""
-    lines = card[card.index(heading) :].splitlines()[1:]
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
-
-
 def _scikit_learn_per_class(confusion: list[list[int]]) -> list[list[str]]:
     truth = [i for i, row in enumerate(confusion) for j, n in enumerate(row) for _ in range(n)]
     predicted = [j for i, row in enumerate(confusion) for j, n in enumerate(row) for _ in range(n)]
@@ -69,17 +58,17 @@ def _hyperparameters(card: str) -> dict[str, str]:
 
 def test_per_class_tables_are_scikit_learns_figures_from_the_confusion_matrices(tmp_path):
     card = render_card(_run(tmp_path))
-    assert _table(card, "### Per-class results of the best checkpoint (epoch 2") == _scikit_learn_per_class(
+    assert markdown_table(card, "### Per-class results of the best checkpoint (epoch 2") == _scikit_learn_per_class(
         VALIDATION_CONFUSION
     )
-    assert _table(card, "Per-class results on the test split") == _scikit_learn_per_class(TEST_CONFUSION)
+    assert markdown_table(card, "Per-class results on the test split") == _scikit_learn_per_class(TEST_CONFUSION)
     for heading, confusion in (("Confusion matrix (rows", VALIDATION_CONFUSION), ("Test confusion", TEST_CONFUSION)):
-        assert _table(card, heading) == [[f"**{n}**", *map(str, row)] for n, row in zip(LABELS, confusion)]
+        assert markdown_table(card, heading) == [[f"**{n}**", *map(str, row)] for n, row in zip(LABELS, confusion)]
 
 
 def test_the_results_table_has_one_row_per_evaluation(tmp_path):
     run = _run(tmp_path)
-    rows = _table(render_card(run), "### Training results")
+    rows = markdown_table(render_card(run), "### Training results")
     assert len(rows) == len(run.evaluations)
     for cells, e in zip(rows, run.evaluations):
         train = "No log" if e.train_loss is None else f"{e.train_loss:.4f}"  # the last epoch logged none
@@ -168,7 +157,7 @@ def test_a_run_without_evaluations_says_so_and_shows_no_per_class_section(tmp_pa
     assert "The run recorded no evaluation." in card
     assert "Per-class results" not in card and "### Test results" not in card
     assert yaml.safe_load(card.split("---\n")[1])["model-index"][0]["results"] == []
-    assert _table(card, "### Training results") == []
+    assert markdown_table(card, "### Training results") == []
 
 
 def test_early_stopping_a_baseline_and_a_validation_split_of_the_training_file_are_described(tmp_path):
@@ -185,7 +174,7 @@ def test_early_stopping_a_baseline_and_a_validation_split_of_the_training_file_a
     assert "The best checkpoint is from epoch 2." in card
     assert "- Validation: a stratified 20% of the training file (seed 7), 100 examples" in card
     assert "fitted on the same training split in 0.4 s." in card
-    rows = _table(card, "A bag-of-words baseline")
+    rows = markdown_table(card, "A bag-of-words baseline")
     test = run.test["metrics"]
     assert rows == [
         ["ALBERT", "validation", f"{run.best.val_loss:.4f}", *(f"{run.best.metrics[m]:.4f}" for m in METRICS)],

@@ -74,6 +74,9 @@ def test_the_export_folder_gets_the_permissions_mkdir_would_give(run, tmp_path):
     finally:
         os.umask(umask)
     assert stat.S_IMODE(out.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o755
+    assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in out.iterdir()} == dict.fromkeys(
+        ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"], 0o644
+    )
 
 
 def test_the_export_is_save_pretrained_files_only_and_no_staging_folder_is_left(run, tmp_path):

@@ -6,7 +6,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK, read_csv
 
 from lightning_albert.pretrain.masking import (
     IGNORE,
@@ -15,20 +14,6 @@ from lightning_albert.pretrain.masking import (
     sentence_order_pair,
     span_mask,
 )
-from lightning_albert.tokenizer import load_tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(str(ALBERT_BASE_TOKENIZER))
-
-
-@pytest.fixture(scope="module")
-def texts(shared_data, tokenizer) -> list[dict]:
-    """400 phrasebank texts as the data module hands them to the collator: ids without special tokens."""
-    rows = read_csv(PHRASEBANK / "train.csv")[:400]
-    ids = tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"]
-    return [{"input_ids": torch.tensor(x).numpy(), "row": i} for i, x in enumerate(ids)]
 
 
 def masked_batches(tokenizer, texts, rate: float, seed: int = 0, sentence_order: bool = False) -> list[dict]:

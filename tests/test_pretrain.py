@@ -21,19 +21,6 @@ from lightning_albert.pretrain.masking import IGNORE, PretrainingCollator
 from lightning_albert.tokenizer import load_tokenizer
 
 
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(str(ALBERT_BASE_TOKENIZER))
-
-
-@pytest.fixture(scope="module")
-def texts(shared_data, tokenizer) -> list[dict]:
-    """400 phrasebank texts as the data module hands them to the collator: ids without special tokens."""
-    rows = read_csv(PHRASEBANK / "train.csv")[:400]
-    ids = tokenizer([r["text"] for r in rows], add_special_tokens=False)["input_ids"]
-    return [{"input_ids": torch.tensor(x).numpy(), "row": i} for i, x in enumerate(ids)]
-
-
 @pytest.mark.parametrize("sentence_order", [False, True], ids=["mlm", "mlm+sop"])
 def test_scoring_only_masked_positions_is_transformers_own_loss_and_accuracy(tokenizer, texts, sentence_order):
     """The pretrainer runs the vocabulary head on masked positions only (for speed); its loss, gradients and

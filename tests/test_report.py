@@ -3,28 +3,16 @@
 import re
 
 import pytest
-from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli
+from conftest import PHRASEBANK, logged_rows, markdown_table, only_run, read_csv, run_cli
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
 from lightning_albert.reporting.history import METRICS, per_class, read_run
 from lightning_albert.reporting.report import write_report
 
 
-def _table(card: str, heading: str) -> list[list[str]]:
-    """The cells of the first markdown table after `heading`."""
-    lines = card[card.index(heading) :].splitlines()[1:]
-    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
-    rows = []
-    for line in lines[start + 2 :]:
-        if not line.startswith("|"):
-            break
-        rows.append([c.strip() for c in line.strip("|").split("|")])
-    return rows
-
-
 def test_card_results_table_equals_metrics_csv_row_by_row(fitted):
     card = (fitted / "README.md").read_text()
-    table = _table(card, "### Training results")
+    table = markdown_table(card, "### Training results")
     val = logged_rows(fitted, "val")
     train = {int(r["epoch"]): r["train_loss"] for r in logged_rows(fitted, "train")}
     assert len(table) == len(val) == 2
@@ -75,7 +63,7 @@ def test_per_class_table_agrees_with_the_macro_metrics(fitted):
     correct = sum(run.best.confusion_matrix[i][i] for i in range(len(rows)))
     assert correct / sum(r["support"] for r in rows) == pytest.approx(run.best.metrics["accuracy"], abs=1e-6)
     card = (fitted / "README.md").read_text()
-    assert len(_table(card, "### Per-class results")) == 3
+    assert len(markdown_table(card, "### Per-class results")) == 3
 
 
 def test_pictures_are_pngs_linked_from_the_card(fitted):

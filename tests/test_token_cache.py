@@ -14,7 +14,6 @@ from conftest import ALBERT_BASE_TOKENIZER, PHRASEBANK
 from lightning_albert import token_cache
 from lightning_albert.data import TextClassificationDataModule
 from lightning_albert.token_cache import PadCollator, TokenArrays
-from lightning_albert.tokenizer import load_tokenizer
 
 TEXTS = ["Profits rose sharply.", "The company cut its outlook for the year.", "word " * 300, "x"]
 PAIRS = ["It did well.", "A bad year.", "Long text.", "word " * 300]
@@ -42,11 +41,6 @@ def _forbid_tokenizing(data: TextClassificationDataModule, monkeypatch) -> None:
         raise AssertionError("tokenized although the cache holds this split")
 
     monkeypatch.setattr(type(data.tokenizer), "__call__", refuse)
-
-
-@pytest.fixture(scope="module")
-def tokenizer():
-    return load_tokenizer(str(ALBERT_BASE_TOKENIZER))
 
 
 @pytest.mark.parametrize("max_length", [16, 128])
