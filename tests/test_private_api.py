@@ -1,6 +1,6 @@
 """Each private Lightning member the package relies on, checked by itself: when a Lightning release renames or
 drops one, this file names it, beside the behaviour tests that would fail less plainly (test_resume.py,
-test_distributed.py, test_run_end.py, test_formats.py)."""
+test_distributed.py, test_fit.py, test_tables.py)."""
 
 import inspect
 
