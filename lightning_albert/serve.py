@@ -328,6 +328,7 @@ def main(argv: list[str]) -> None:
         parser.error("--batch_timeout must be 0 or more seconds.")
     if not 1024 <= args.port <= 65535:
         parser.error(f"--port must be from 1024 to 65535, got {args.port}.")
+    check_socket_folder()
 
     with _sigterm_as_interrupt(), model_folder(args.source) as folder:
         try:
@@ -353,6 +354,22 @@ def main(argv: list[str]) -> None:
             flush=True,
         )
         server.run(host=args.host, port=args.port, generate_client_file=False)
+
+
+# LitServe's worker processes talk through a multiprocessing manager, whose Unix socket lies in
+# <temp>/pymp-XXXXXXXX/listener-XXXXXXXX: Linux allows 107 characters for the path, and a longer one fails in a child
+# process as a traceback ("AF_UNIX path too long") after the model has loaded.
+_SOCKET_PATH_LIMIT, _SOCKET_NAME_LENGTH = 107, len("/pymp-XXXXXXXX/listener-XXXXXXXX")
+
+
+def check_socket_folder() -> None:
+    folder = tempfile.gettempdir()
+    if os.name == "posix" and len(folder) + _SOCKET_NAME_LENGTH > _SOCKET_PATH_LIMIT:
+        raise InputError(
+            f"the temporary folder {folder} ({len(folder)} characters; TMPDIR) is too long for the sockets of "
+            f"serve's worker processes (Unix allows {_SOCKET_PATH_LIMIT - _SOCKET_NAME_LENGTH}): run with "
+            "TMPDIR=/tmp or another short folder."
+        )
 
 
 def _positive(value: str) -> int:

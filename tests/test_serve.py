@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -58,8 +59,9 @@ class Server:
         self.port = free_port()
         self.api_key = api_key
         self.log = tmp / "server.log"
-        self.tmp = tmp / "tmp"  # the server's TMPDIR: where a checkpoint's temporary export goes
-        self.tmp.mkdir()
+        # The server's TMPDIR, where a checkpoint's temporary export goes: short, as LitServe's sockets need
+        # (serve refuses a long one, see test_a_temporary_folder_too_long_for_sockets_is_refused).
+        self.tmp = Path(tempfile.mkdtemp(prefix="la-serve-", dir="/tmp"))
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_OFFLINE": "1", "TMPDIR": str(self.tmp)}
         env.pop("LIT_SERVER_API_KEY", None)
         args = ["serve", str(source), "--port", str(self.port), *options]
@@ -319,6 +321,19 @@ def test_a_bad_source_is_one_line(tmp_path, capsys):
             main(["serve", str(source)])
         assert exit.value.code == 2
         assert capsys.readouterr().err.startswith(f"error: serve: '{source}' is {words}")
+
+
+def test_a_temporary_folder_too_long_for_sockets_is_refused(tmp_path, capsys, monkeypatch):
+    from lightning_albert.cli import main
+
+    long = tmp_path / ("t" * max(1, 90 - len(str(tmp_path))))
+    long.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(long))  # what TMPDIR=<long> gives
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", str(tmp_path)])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: the temporary folder {long} (") and "TMPDIR=/tmp" in err and err.count("\n") == 1
 
 
 def test_without_litserve_the_command_says_what_to_install(monkeypatch, capsys):
