@@ -216,3 +216,10 @@ def markdown_table(card: str, heading: str) -> list[list[str]]:
             break
         rows.append([c.strip() for c in line.strip("|").split("|")])
     return rows
+
+
+def write_good_splits(folder: Path) -> None:
+    """train.csv and validation.csv of the hand-written GOOD rows, as fit_args reads them."""
+    for name in ("train", "validation"):
+        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "label"), *GOOD])

@@ -1,7 +1,6 @@
 """export.py: a checkpoint written out as a Hugging Face folder that transformers loads and that answers as the
 checkpoint's own model does; a failed or refused export leaves the target as it was."""
 
-import csv
 import os
 import stat
 from pathlib import Path
@@ -9,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import GOOD, fit_args, only_run
+from conftest import GOOD, fit_args, only_run, write_good_splits
 from safetensors.torch import load_file
 from transformers import AlbertForSequenceClassification, AutoModelForSequenceClassification, AutoTokenizer
 
@@ -25,9 +24,7 @@ LONG = " ".join(text for text, _ in GOOD)  # far over the run's data.max_length 
 def run(tmp_path_factory) -> Path:
     """Two epochs of a tiny ALBERT on the hand-written rows: last.ckpt and the best checkpoint differ."""
     folder = tmp_path_factory.mktemp("export")
-    for name in ("train", "validation"):
-        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *GOOD])
+    write_good_splits(folder)
     args = fit_args(folder, "--trainer.max_epochs", "2", "--data.batch_size", "6", "--trainer.limit_train_batches",
                     "1.0", "--trainer.limit_val_batches", "1.0", "--baseline", "false")  # fmt: skip
     with pytest.MonkeyPatch.context() as patch:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import GOOD, fit_args, only_run
+from conftest import GOOD, fit_args, only_run, write_good_splits
 from transformers import AutoTokenizer
 
 from lightning_albert.cli import main
@@ -29,9 +29,7 @@ TEXTS = [
 def predicted(tmp_path_factory) -> dict:
     """A one-step fit, then `predict` of TEXTS (with an id column) in batches of 3, to the default path."""
     folder = tmp_path_factory.mktemp("predictions")
-    for name in ("train", "validation"):
-        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *GOOD])
+    write_good_splits(folder)
     with open(folder / "texts.csv", "w", newline="", encoding="utf-8") as f:
         csv.writer(f).writerows([("id", "text"), *((f"id-{9 - i}", t) for i, t in enumerate(TEXTS))])
     stdout = io.StringIO()

@@ -1,9 +1,7 @@
 """The assembly every training command shares: the streamed checkpoint writer as a Trainer plugin (a user's own
 kept), and the loggers of one run folder (a resumed run's own)."""
 
-import csv
-
-from conftest import GOOD, fit_args
+from conftest import fit_args, write_good_splits
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from lightning_albert.checkpoints import StreamingCheckpointIO
@@ -11,14 +9,8 @@ from lightning_albert.fit import AlbertCLI
 from lightning_albert.training import default_loggers
 
 
-def _files(folder):
-    for name in ("train", "validation"):
-        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *GOOD])
-
-
 def test_checkpoints_are_streamed_unless_the_user_gave_a_writer(tmp_path):
-    _files(tmp_path)
+    write_good_splits(tmp_path)
     ours = AlbertCLI(args=fit_args(tmp_path)[1:], run=False)  # run=False: no subcommand word
     assert type(ours.trainer.strategy.checkpoint_io) is StreamingCheckpointIO
     plugin = "lightning.pytorch.plugins.io.TorchCheckpointIO"
