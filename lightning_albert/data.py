@@ -165,9 +165,6 @@ class TextClassificationDataModule(LightningDataModule):
         """
         super().__init__()
         self.save_hyperparameters()
-        self.train_file, self.validation_file, self.test_file, self.predict_file = (
-            train_file, validation_file, test_file, predict_file,
-        )  # fmt: skip
         self.text_column, self.text_pair_column, self.label_column, self.id_column = (
             text_column, text_pair_column, label_column, id_column,
         )  # fmt: skip

@@ -72,6 +72,13 @@ class AlbertCLI(TrainingCLI):
             "scikit-learn) and score it where the model was scored; the card and the summary show both.",
         )
         parser.add_argument(
+            "--summary",
+            type=bool,
+            default=True,
+            help="When fit ends, print what the run did: its figures, the run folder and the next commands (the "
+            "model card holds the same).",
+        )
+        parser.add_argument(
             "--early_stopping.patience",
             type=int | None,
             default=None,
@@ -159,7 +166,8 @@ class AlbertCLI(TrainingCLI):
             if self.config["fit"]["baseline"] and writer is not None:
                 splits = ["validation"] + (["test"] if writer.report.get("test") else [])
                 writer.add("baseline", run_baseline(self.datamodule, splits))
-        print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
+        if self.config["fit"]["summary"]:
+            print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
 
     def before_predict(self) -> None:
         """Refuse to replace an existing predictions file before spending time on predicting."""

@@ -7,7 +7,6 @@ from functools import cached_property
 from lightning_albert.errors import InputError
 from lightning_albert.tables import Table, dataset_splits, read_dataset, read_table
 
-SPLITS = ("train", "validation", "test", "predict")
 STAGE_OF = {"train": "fit", "validation": "validate", "test": "test", "predict": "predict"}
 
 

@@ -50,7 +50,7 @@ def base_config(tmp_path_factory, shared_data) -> Path:
 
 
 # What a trial's fit is given beside the config of its values, and the final fit beside best.yaml.
-TRIAL_ONLY = {"trainer.default_root_dir", "trainer.enable_progress_bar", "test_after_fit", "baseline"}
+TRIAL_ONLY = {"trainer.default_root_dir", "trainer.enable_progress_bar", "test_after_fit", "baseline", "summary"}
 
 
 def _tune(config: Path, *extra: str, output: Path | None = None, n_trials: int = 2) -> None:
@@ -97,6 +97,7 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
         assert len(logged_rows(run, "val")) == run_config["trainer"]["max_epochs"]
         assert (run_config["model"]["weight_decay"], run_config["data"]["max_length"]) == (0.05, 48)
         assert run_config["test_after_fit"] is False and run_config["baseline"] is False
+        assert run_config["summary"] is False
     best_trial = max(trials, key=lambda t: float(t["value"]))  # the first of equals, as the study keeps
     best = yaml.safe_load((out / "best.yaml").read_text())
     best_run = yaml.safe_load((Path(best_trial["run_folder"]) / "config.yaml").read_text())
@@ -107,7 +108,10 @@ def test_tune_writes_table_and_best_config_that_fit_runs(base_config, capsys):
         float(best_trial["model.config.hidden_dropout_prob"])
     )
     assert f"trial {best_trial['number']}," in (out / "best.yaml").read_text().splitlines()[0]
-    assert f"fit --config {out / 'best.yaml'}" in capsys.readouterr().out
+    said = capsys.readouterr().out
+    assert f"fit --config {out / 'best.yaml'}" in said
+    assert said.count("Trial ") == 2 and "Fit finished" not in said  # a line per trial, not each fit's summary
+    assert best["summary"] is True  # the final fit says what it did
 
     # Resumed: the study file already holds the budget's two trials, so none runs.
     _tune(base_config, *overrides)

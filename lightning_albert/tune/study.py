@@ -3,12 +3,11 @@ table and the best config.
 """
 
 import csv
-import io
 import logging
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,10 @@ PRUNE_WARMUP_EPOCHS = {"scratch": 2, "self_pretrained": 2, "pretrained": 0}
 TRIAL_QUIET_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.seed")
 # What only a trial's fit is given: the test split is for the final fit only (choosing on it would leak it), and
 # the baseline is the same for every trial (the best config's fit shows it).
-TRIAL_ONLY = ["--test_after_fit", "false", "--baseline", "false", "--trainer.enable_progress_bar", "false"]
+# Its summary is said in one line by the search instead (the trial's card holds the rest).
+TRIAL_ONLY = [
+    "--test_after_fit", "false", "--baseline", "false", "--summary", "false", "--trainer.enable_progress_bar", "false",
+]  # fmt: skip
 
 
 def open_study(optuna, output: Path, name: str, metric: str, mode: str, seed: int, pruner):
@@ -207,15 +209,14 @@ def best_of(history: list[tuple[int, float]], mode: str) -> tuple[int, float]:
 
 @contextmanager
 def quiet_trial() -> Iterator[None]:
-    """A trial's end-of-fit summary (its card holds the same) and Lightning's per-Trainer lines stay off the
-    console; warnings and errors still show. The summary is fit's print, with no switch to leave it out."""
+    """Lightning's per-Trainer lines stay off the console (a trial's summary is off by `--summary false`);
+    warnings and errors still show."""
     loggers = [logging.getLogger(name) for name in TRIAL_QUIET_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
     try:
-        with redirect_stdout(io.StringIO()):
-            yield
+        yield
     finally:
         for logger, level in zip(loggers, levels):
             logger.setLevel(level)
