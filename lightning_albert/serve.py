@@ -328,8 +328,6 @@ def main(argv: list[str]) -> None:
         parser.error("--batch_timeout must be 0 or more seconds.")
     if not 1024 <= args.port <= 65535:
         parser.error(f"--port must be from 1024 to 65535, got {args.port}.")
-    check_socket_folder()
-
     with _sigterm_as_interrupt(), model_folder(args.source) as folder:
         try:
             config = AutoConfig.from_pretrained(folder, local_files_only=True)
@@ -353,6 +351,7 @@ def main(argv: list[str]) -> None:
             f"truncation at {tokenizer.model_max_length} tokens) on http://{args.host}:{args.port}/predict",
             flush=True,
         )
+        short_socket_folder()  # after the checkpoint's export: that stays in TMPDIR
         server.run(host=args.host, port=args.port, generate_client_file=False)
 
 
@@ -362,14 +361,21 @@ def main(argv: list[str]) -> None:
 _SOCKET_PATH_LIMIT, _SOCKET_NAME_LENGTH = 107, len("/pymp-XXXXXXXX/listener-XXXXXXXX")
 
 
-def check_socket_folder() -> None:
+def short_socket_folder() -> None:
+    """Under a TMPDIR too long for those sockets, put this process's later temporary files (the manager's
+    socket folder) in the first short system folder that can be written; refuse in one line without one."""
     folder = tempfile.gettempdir()
-    if os.name == "posix" and len(folder) + _SOCKET_NAME_LENGTH > _SOCKET_PATH_LIMIT:
-        raise InputError(
-            f"the temporary folder {folder} ({len(folder)} characters; TMPDIR) is too long for the sockets of "
-            f"serve's worker processes (Unix allows {_SOCKET_PATH_LIMIT - _SOCKET_NAME_LENGTH}): run with "
-            "TMPDIR=/tmp or another short folder."
-        )
+    if os.name != "posix" or len(folder) + _SOCKET_NAME_LENGTH <= _SOCKET_PATH_LIMIT:
+        return
+    for candidate in ("/tmp", "/var/tmp", "/usr/tmp"):
+        if os.path.isdir(candidate) and os.access(candidate, os.W_OK | os.X_OK):
+            tempfile.tempdir = candidate  # tempfile's documented default folder, for this process only
+            return
+    raise InputError(
+        f"the temporary folder {folder} ({len(folder)} characters; TMPDIR) is too long for the sockets of serve's "
+        f"worker processes (Unix allows {_SOCKET_PATH_LIMIT - _SOCKET_NAME_LENGTH}), and /tmp cannot be written: "
+        "run with TMPDIR set to a short folder."
+    )
 
 
 def _positive(value: str) -> int:
