@@ -79,6 +79,34 @@ def label_ids(table: Table, rows: list[int], column: str, labels: list[str], giv
     return ids
 
 
+def check_class_weights(weights: str | list[float], id2label: dict[int, str]) -> list[float] | None:
+    """model.class_weights as given: None for `balanced` (computed when fit starts), else one weight per class."""
+    if weights == "balanced":
+        return None
+    if isinstance(weights, str) or len(weights) != len(id2label):
+        raise InputError(
+            f"model.class_weights: give balanced, or {len(id2label)} weights (one per class, in the order "
+            f"{', '.join(id2label.values())}), not {weights!r}."
+        )
+    if not all(w > 0 for w in weights):
+        raise InputError(f"model.class_weights: every weight must be above 0, got {list(weights)}.")
+    return [float(w) for w in weights]
+
+
+def balanced_weights(label_ids, id2label: dict[int, str]) -> list[float]:
+    """scikit-learn's `balanced` rule: n_samples / (n_classes * count) per class, from the training labels."""
+    counts = [0] * len(id2label)
+    for i in label_ids:
+        counts[int(i)] += 1
+    absent = [id2label[i] for i, n in enumerate(counts) if n == 0]
+    if absent:
+        raise InputError(
+            f"model.class_weights: balanced needs every class in the training data; "
+            f"{', '.join(repr(a) for a in absent)} has none. Give the weights as a list instead."
+        )
+    return [sum(counts) / (len(counts) * n) for n in counts]
+
+
 def task_hint(names: list[str]) -> str | None:
     """A line when the distinct labels look like another task than single-label classification, read as one:
     label sets joined by a separator (multi-label), or numbers with many values (scores: regression)."""

@@ -2,7 +2,7 @@
 metrics it reports per stage (torchmetrics, so DDP figures are exact)."""
 
 import time
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -19,6 +19,7 @@ from torchmetrics.classification import (
 from lightning_albert import attention
 from lightning_albert.albert import build_albert
 from lightning_albert.errors import InputError
+from lightning_albert.labels import balanced_weights, check_class_weights
 from lightning_albert.optim import adamw_with_schedule, check_scheduler_type, clip_gradients
 from lightning_albert.options import check_model
 from lightning_albert.process_state import restore_process_states, save_process_states
@@ -42,6 +43,7 @@ class AlbertClassifier(LightningModule):
         fused_adamw: bool | None = None,
         compile: bool = False,
         attn_implementation: str = "sdpa",
+        class_weights: Literal["balanced"] | list[float] | None = None,
     ):
         """ALBERT with a classification head, trained with the seed card's recipe by default.
 
@@ -68,6 +70,11 @@ class AlbertClassifier(LightningModule):
                 matmuls and a float32 softmax). Compiled on a CPU, matmul trained albert-base 1.13x as fast, but
                 over 8 seeds of the tiny learning benchmark it scored 0.015 lower macro-F1 than sdpa, so it is a
                 switch to try, not a default. The export does not record it.
+            class_weights: Weights of the classes in the cross-entropy, for imbalanced data: null (none, as the
+                seed run), balanced (n / (classes x count) per class from the training labels, scikit-learn's
+                rule, computed when fit starts) or one positive weight per class in id order. The validation and
+                test losses are weighted alike; the card lists the weights. Accuracy, precision, recall and F1 are
+                not weighted.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -81,6 +88,13 @@ class AlbertClassifier(LightningModule):
                 f"model.attn_implementation: '{attn_implementation}' is not one of {', '.join(ATTENTION_CHOICES)}."
             )
         self.model = build_albert(pretrained, config, self.id2label, vocab_size)
+        # In the state dict (so a checkpoint carries the weights it was trained with), only when asked for: the
+        # checkpoints of runs without weights keep their keys.
+        if class_weights is None:
+            self.loss_weights: torch.Tensor | None = None
+        else:
+            given = check_class_weights(class_weights, self.id2label)
+            self.register_buffer("loss_weights", torch.tensor(given or [1.0] * num_labels, dtype=torch.float32))
         if attn_implementation == "matmul":
             self.model.set_attn_implementation(attention.NAME)
         if compile:
@@ -120,8 +134,18 @@ class AlbertClassifier(LightningModule):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         return self.model(**inputs).logits
 
+    def setup(self, stage: str) -> None:
+        """`class_weights: balanced` from the training labels (the DataModule is set up by now; a resumed fit
+        then restores the same weights from its checkpoint)."""
+        if stage == "fit" and self.hparams.class_weights == "balanced":
+            train = getattr(self.trainer.datamodule, "split", None)
+            if train is None:
+                raise InputError("model.class_weights: balanced needs the TextClassificationDataModule's labels.")
+            weights = balanced_weights(train("train").labels, self.id2label)
+            self.loss_weights.copy_(torch.tensor(weights, dtype=torch.float32))
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = torch.nn.functional.cross_entropy(self(batch), batch["labels"])
+        loss = torch.nn.functional.cross_entropy(self(batch), batch["labels"], weight=self.loss_weights)
         # The card's "Training Loss" is the plain mean of the epoch's per-step losses. Accumulated on the device
         # and shown once an epoch: a per-step value in the progress bar would wait for the device every step.
         self.train_loss.update(loss.detach())
@@ -154,8 +178,10 @@ class AlbertClassifier(LightningModule):
     def _evaluate(self, batch, loss: MeanMetric, metrics: MetricCollection, confusion, stage: str) -> None:
         logits = self(batch)
         labels = batch["labels"]
-        # Weighted by batch size: the loss is a mean over samples, not over batches (the last one is smaller).
-        loss.update(torch.nn.functional.cross_entropy(logits, labels), weight=labels.numel())
+        # Weighted by the batch's share (its size, or its class weights' sum): the epoch's loss is then the mean
+        # over all its samples, not over batches (the last one is smaller).
+        share = labels.numel() if self.loss_weights is None else self.loss_weights[labels].sum()
+        loss.update(torch.nn.functional.cross_entropy(logits, labels, weight=self.loss_weights), weight=share)
         metrics.update(logits, labels)
         confusion.update(logits, labels)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True)

@@ -3,6 +3,7 @@
 import json
 import shlex
 
+import numpy as np
 import pytest
 from conftest import PHRASEBANK, logged_rows, only_run, read_csv, run_cli, tiny_model_args
 
@@ -109,3 +110,33 @@ def test_the_printed_commands_work_pasted_into_a_shell_and_name_what_exists(tmp_
     validate = shlex.split(next_lines[0])
     assert validate[4:] == ["--config", str(run / "config.yaml"), "--ckpt_path", "last"]
     run_cli(*validate[3:], "--trainer.default_root_dir", str(tmp_path / "validate"))
+
+
+def test_balanced_class_weights_are_sklearns_and_a_later_validate_uses_them(tmp_path, shared_data):
+    from sklearn.utils.class_weight import compute_class_weight
+
+    from lightning_albert.checkpoints import load_checkpoint
+
+    root = tmp_path / "runs"
+    run_cli("fit", "--config", "configs/quickstart.yaml",
+            "--data.train_file", str(PHRASEBANK / "train.csv"),
+            "--data.validation_file", str(PHRASEBANK / "validation.csv"),
+            "--data.test_file", "null", "--data.max_train_samples", "120", "--data.max_eval_samples", "40",
+            "--model.class_weights", "balanced", "--trainer.max_epochs", "1", "--baseline", "false",
+            "--trainer.enable_progress_bar", "false", "--trainer.default_root_dir", str(root),
+            *tiny_model_args())  # fmt: skip
+    run = only_run(root)
+    labels = json.loads((run / "report.json").read_text())["labels"]
+    names = [row["label"] for row in read_csv(PHRASEBANK / "train.csv")[:120]]  # the first 120 rows: max_train_samples
+    expected = compute_class_weight("balanced", classes=np.array(labels), y=names)
+    assert len(set(names)) == 3 and max(expected) > 1.5 * min(expected)  # imbalanced, so the weights matter
+    weights = load_checkpoint(run / "checkpoints" / "last.ckpt")["state_dict"]["loss_weights"]
+    assert weights.tolist() == pytest.approx(expected.tolist(), rel=1e-6)
+    assert json.loads((run / "report.json").read_text())["facts"]["class_weights"] == pytest.approx(expected, rel=1e-5)
+    shown = ", ".join(f"{name} {w:g}" for name, w in zip(labels, expected.astype("float32").astype(float).round(6)))
+    assert f"- class_weights: balanced (from the training labels): {shown}" in (run / "README.md").read_text()
+    (fitted_loss,) = [row["val_loss"] for row in logged_rows(run, "val")]
+    run_cli("validate", "--config", str(run / "config.yaml"), "--ckpt_path", "last",
+            "--trainer.default_root_dir", str(tmp_path / "validate"))  # fmt: skip
+    (validated,) = logged_rows(only_run(tmp_path / "validate"), "val")
+    assert validated["val_loss"] == pytest.approx(fitted_loss, rel=1e-6)  # weighted as in fit: no train file read

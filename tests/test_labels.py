@@ -5,7 +5,7 @@ import csv
 import pytest
 
 from lightning_albert.errors import InputError
-from lightning_albert.labels import check_given_labels, class_names, label_ids, task_hint
+from lightning_albert.labels import balanced_weights, check_given_labels, class_names, label_ids, task_hint
 from lightning_albert.tables import read_table
 
 
@@ -53,3 +53,14 @@ def test_scores_get_the_regression_hint_and_class_names_do_not():
     assert task_hint(["1", "2", "3", "4", "5"]) is None  # star ratings: five classes
     assert task_hint(["negative", "neutral", "positive"]) is None
     assert task_hint(["Arts, Culture", "Business", "Sports"]) is None  # one name with a comma is no label set
+
+
+def test_balanced_weights_are_sklearns_rule_and_need_every_class():
+    import numpy as np
+    from sklearn.utils.class_weight import compute_class_weight
+
+    ids = [0] * 7 + [1] * 2 + [2]
+    expected = compute_class_weight("balanced", classes=np.arange(3), y=ids)
+    assert balanced_weights(ids, {0: "a", 1: "b", 2: "c"}) == pytest.approx(expected.tolist())
+    with pytest.raises(InputError, match="balanced needs every class in the training data; 'c' has none"):
+        balanced_weights([0, 1, 1], {0: "a", 1: "b", 2: "c"})

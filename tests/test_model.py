@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from conftest import ALBERT_BASE_CONFIG, TINY_ALBERT
@@ -124,3 +126,55 @@ def test_predict_step_returns_ids_names_and_probabilities():
     assert out["label_id"].tolist() == out["probs"].argmax(-1).tolist()  # the label is the likeliest class
     assert out["label"] == [model.id2label[i] for i in out["label_id"].tolist()]
     assert all(type(label) is str for label in out["label"])  # plain strings, as the CSV and JSON need
+
+
+def _uneven_batches(seed: int = 0) -> list[dict[str, torch.Tensor]]:
+    """Two batches of unequal size (the last one smaller), as an evaluation split ends."""
+    g = torch.Generator().manual_seed(seed)
+    return [
+        {"input_ids": torch.randint(5, 100, (n, 9), generator=g), "attention_mask": torch.ones(n, 9, dtype=torch.long),
+         "labels": torch.randint(0, 3, (n,), generator=g)}
+        for n in (7, 3)
+    ]  # fmt: skip
+
+
+def test_class_weights_weight_the_training_loss_and_the_epochs_validation_loss_by_hand():
+    weights = torch.tensor([1.0, 2.0, 5.0])
+    model = _model(class_weights=weights.tolist()).eval()
+    model.log = model.log_dict = lambda *args, **kwargs: None  # no Trainer to log to
+    batches = _uneven_batches()
+    with torch.no_grad():
+        for batch in batches:
+            model._evaluate(batch, model.val_loss, model.val_metrics, model.val_confusion, "val")
+        logits = torch.cat([model(b) for b in batches])
+        labels = torch.cat([b["labels"] for b in batches])
+        per_sample = -logits.log_softmax(-1).gather(1, labels[:, None]).squeeze(1)
+        # The weighted mean over every sample of the split, not a mean of the two batch means.
+        expected = (weights[labels] * per_sample).sum() / weights[labels].sum()
+        assert model.val_loss.compute().item() == pytest.approx(expected.item(), rel=1e-5)
+        step = model.training_step(batches[0], 0)
+        first = slice(0, len(batches[0]["labels"]))
+        by_hand = (weights[labels[first]] * per_sample[first]).sum() / weights[labels[first]].sum()
+        assert step.item() == pytest.approx(by_hand.item(), rel=1e-5)
+        assert step.item() != pytest.approx(per_sample[first].mean().item(), rel=1e-3)  # the weights matter
+    assert torch.equal(model.state_dict()["loss_weights"], weights)  # checkpoints carry them
+
+
+def test_without_class_weights_the_state_dict_keeps_its_keys_and_the_loss_is_plain():
+    model = _model().eval()
+    assert "loss_weights" not in model.state_dict()  # checkpoints of earlier runs still load
+    batch = _uneven_batches()[0]
+    with torch.no_grad():
+        assert model.training_step(batch, 0).item() == pytest.approx(
+            torch.nn.functional.cross_entropy(model(batch), batch["labels"]).item()
+        )
+
+
+@pytest.mark.parametrize(
+    ("weights", "fragment"),
+    [([1.0, 2.0], "give balanced, or 3 weights (one per class, in the order neg, neu, pos)"),
+     ([1.0, 0.0, 2.0], "every weight must be above 0")],
+)  # fmt: skip
+def test_class_weights_of_another_length_or_not_positive_are_refused(weights, fragment):
+    with pytest.raises(InputError, match=re.escape(f"model.class_weights: {fragment}")):
+        _model(class_weights=weights)

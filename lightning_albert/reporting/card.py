@@ -221,6 +221,11 @@ def _hyperparameters(run: RunHistory, model: dict, data: dict, trainer: dict) ->
     items.append(("num_epochs", trainer.get("max_epochs")))
     if model.get("weight_decay"):
         items.append(("weight_decay", model["weight_decay"]))
+    weights = run.facts.get("class_weights")
+    if weights:
+        how = "balanced (from the training labels)" if model.get("class_weights") == "balanced" else "given"
+        shown = ", ".join(f"{name} {_number(w)}" for name, w in zip(run.labels, weights))
+        items.append(("class_weights", f"{how}: {shown}; in the training, validation and test losses"))
     accumulate = trainer.get("accumulate_grad_batches") or 1
     world = run.facts.get("world_size", 1)
     if accumulate != 1:

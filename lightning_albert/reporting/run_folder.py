@@ -57,6 +57,8 @@ class RunFolderWriter(Callback):
                 "vocab_size": data.vocab_size,
                 # What pretrained the starting weights, when `pretrain` did: kept, as its export may be removed.
                 "pretraining": pretraining_record(pl_module.hparams.get("pretrained")),
+                # The loss's class weights, as used (`balanced` resolved from the training labels by now).
+                "class_weights": _weights(pl_module),
             },
             "evaluations": [],
         }
@@ -126,3 +128,8 @@ class RunFolderWriter(Callback):
     def _save(self) -> None:
         with atomic_write(self.folder / "report.json", encoding="utf-8") as f:
             json.dump(self.report, f, indent=1)
+
+
+def _weights(module: LightningModule) -> list[float] | None:
+    weights = getattr(module, "loss_weights", None)
+    return None if weights is None else [round(float(w), 6) for w in weights]
