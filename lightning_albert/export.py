@@ -1,6 +1,6 @@
 """Exporting a checkpoint as a Hugging Face folder that `transformers` loads directly.
 
-    python -m lightning_albert export <checkpoint.ckpt | run folder> <output folder>
+    python -m lightning_albert export <checkpoint.ckpt | run folder> <output folder> [--format onnx [--quantize int8]]
 
 Built from what the checkpoint carries (the transformers config, the weights, the tokenizer files), so it
 needs neither the hub nor the files the run was trained from.
@@ -16,14 +16,26 @@ from transformers import AlbertConfig, AlbertForSequenceClassification
 from lightning_albert.checkpoints import DATA_STATE_KEY, best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
 from lightning_albert.files import current_umask
+from lightning_albert.onnx_export import QUANTIZE, check_onnx_available, write_onnx
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EXPORT_FOLDER = "hf_model"  # where a run folder keeps the export of its best checkpoint (fit and pretrain alike)
 
 
-def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool = False) -> Path:
-    """Write `save_pretrained` model and tokenizer files of `ckpt_path` into `output`; return `output`."""
+def export_checkpoint(
+    ckpt_path: str | Path,
+    output: str | Path,
+    overwrite: bool = False,
+    format: str = "transformers",
+    quantize: str | None = None,
+) -> Path:
+    """Write `save_pretrained` model and tokenizer files of `ckpt_path` into `output` (with `format="onnx"`, the
+    config, the tokenizer and `model.onnx`, int8 weights with `quantize="int8"`); return `output`."""
     output = Path(output)
+    if quantize and format != "onnx":
+        raise InputError("export: --quantize needs --format onnx (the transformers export keeps float32 weights).")
+    if format == "onnx":
+        check_onnx_available()
     if output.exists() and not output.is_dir():
         raise InputError(f"export: {output} is a file; give a folder to write the export into.")
     if output.exists() and any(output.iterdir()) and not overwrite:
@@ -51,7 +63,11 @@ def export_checkpoint(ckpt_path: str | Path, output: str | Path, overwrite: bool
     staging = Path(tempfile.mkdtemp(dir=output.parent, prefix=f".{output.name}."))
     staging.chmod(0o777 & ~current_umask())  # mkdtemp's 0700 would outlive the rename: what mkdir gives
     try:
-        model.save_pretrained(staging)
+        if format == "onnx":
+            model.config.save_pretrained(staging)
+            write_onnx(model, tokenizer, staging, quantize)
+        else:
+            model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         for file in staging.iterdir():  # safetensors writes its file 0600 whatever the umask
             file.chmod(0o666 & ~current_umask())
@@ -69,8 +85,18 @@ def main(argv: list[str]) -> None:
     parser.add_argument("checkpoint", help="a .ckpt file, or a run folder (its best checkpoint is exported)")
     parser.add_argument("output", help="folder to write (must not exist or be empty, unless --overwrite)")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    parser.add_argument(
+        "--format",
+        choices=["transformers", "onnx"],
+        default="transformers",
+        help="transformers (default: save_pretrained files) or onnx (model.onnx for ONNX Runtime, with the config "
+        "and tokenizer; needs pip install 'lightning-albert[onnx]')",
+    )
+    parser.add_argument("--quantize", choices=QUANTIZE, help="with --format onnx: int8 weights (dynamic quantization)")
     args = parser.parse_args(argv)
     source = Path(args.checkpoint)
     if source.is_dir():
         source = best_checkpoint(source / "checkpoints" if (source / "checkpoints").is_dir() else source)
-    print(f"Exported {source} to {export_checkpoint(source, args.output, args.overwrite)}")
+    folder = export_checkpoint(source, args.output, args.overwrite, args.format, args.quantize)
+    kind = "" if args.format == "transformers" else f" as ONNX{' (int8 weights)' if args.quantize else ''}"
+    print(f"Exported {source}{kind} to {folder}")

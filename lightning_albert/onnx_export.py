@@ -1,0 +1,80 @@
+"""The ONNX form of an export: `model.onnx` beside the transformers config and tokenizer, for ONNX Runtime on
+machines without PyTorch, optionally with int8 weights (ONNX Runtime's dynamic quantization).
+
+    python -m lightning_albert export <checkpoint | run folder> <output> --format onnx [--quantize int8]
+
+torch's own exporter (`torch.onnx.export`, the dynamo path) traces the transformers model with a dynamic batch
+and length; the inputs are the tokenizer's (input_ids, attention_mask, token_type_ids), the output `logits`.
+"""
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import torch
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from lightning_albert.errors import InputError
+
+ONNX_FILE = "model.onnx"  # the name ONNX Runtime users and Optimum's ORTModel look for
+INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+QUANTIZE = ("int8",)
+
+
+def check_onnx_available() -> None:
+    """Before any work: the exporter needs onnx and onnxscript, the quantizer onnxruntime."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError:
+        raise InputError("export --format onnx needs ONNX: pip install 'lightning-albert[onnx]'") from None
+
+
+def write_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folder: Path, quantize: str | None) -> None:
+    """`folder/model.onnx` of `model` (float32, or int8 weights with `quantize`)."""
+    example = tokenizer(["an example text", "a second, longer example text here"], padding=True, return_tensors="pt")
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("sequence")
+    path = folder / ONNX_FILE
+    with _quiet():
+        torch.onnx.export(
+            model.eval(),
+            tuple(example[name] for name in INPUTS),
+            str(path),
+            input_names=list(INPUTS),
+            output_names=["logits"],
+            dynamic_shapes={name: {0: batch, 1: length} for name in INPUTS},
+            dynamo=True,
+            external_data=False,  # one file: protobuf's 2 GB bound is above every ALBERT's float32 weights
+            verbose=False,
+        )
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        float32 = folder / "model_float32.onnx"
+        path.rename(float32)
+        with _quiet():
+            # Weights of the matmuls in int8, activations quantized on the fly: the recipe of onnxruntime's
+            # BERT quantization notebook and of Optimum's dynamic quantization.
+            quantize_dynamic(str(float32), str(path), weight_type=QuantType.QInt8)
+        float32.unlink()
+
+
+@contextlib.contextmanager
+def _quiet():
+    """What the exporter and the quantizer say on every export, none of it about this model: progress lines on
+    stdout, "torchvision is not installed" and axis-naming notes from torch.onnx, the quantizer's advice to
+    preprocess (root logger). Errors still show."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.filterwarnings("ignore", message=r"# The axis name: .* will not be used")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
