@@ -1,5 +1,6 @@
 """The ONNX form of an export: `model.onnx` beside the transformers config and tokenizer, for ONNX Runtime on
-machines without PyTorch, optionally with int8 weights (ONNX Runtime's dynamic quantization).
+machines without PyTorch, optionally with int8 weights (ONNX Runtime's dynamic quantization); and answering from
+such a folder (`serve`).
 
     python -m lightning_albert export <checkpoint | run folder> <output> --format onnx [--quantize int8]
 
@@ -13,6 +14,7 @@ import logging
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -60,6 +62,34 @@ def write_onnx(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, folde
             # BERT quantization notebook and of Optimum's dynamic quantization.
             quantize_dynamic(str(float32), str(path), weight_type=QuantType.QInt8)
         float32.unlink()
+
+
+def is_onnx_folder(folder: Path) -> bool:
+    return (Path(folder) / ONNX_FILE).is_file()
+
+
+class OnnxClassifier:
+    """An ONNX export's model in an ONNX Runtime session: logits of tokenized inputs, as the torch model gives."""
+
+    def __init__(self, folder: Path, device: str = "cpu"):
+        check_onnx_available()
+        import onnxruntime as ort
+
+        providers = ["CUDAExecutionProvider"] if str(device).startswith("cuda") else []
+        path = Path(folder) / ONNX_FILE
+        try:
+            self.session = ort.InferenceSession(str(path), providers=[*providers, "CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's own error types (not exported): a truncated or foreign file
+            reason = " ".join(str(e).split())[:200]
+            raise InputError(f"{path}: not a model ONNX Runtime can load ({reason}); export it again.") from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        if set(self.inputs) != set(INPUTS):
+            raise InputError(f"{path}: takes {self.inputs}, not {list(INPUTS)}: export it again.")
+
+    def __call__(self, encoded) -> torch.Tensor:
+        """Logits of a tokenizer's output (`return_tensors="np"` or "pt"; token_type_ids included)."""
+        feed = {name: np.asarray(encoded[name], dtype=np.int64) for name in self.inputs}
+        return torch.from_numpy(self.session.run(["logits"], feed)[0])
 
 
 @contextlib.contextmanager

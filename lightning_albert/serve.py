@@ -28,6 +28,7 @@ from transformers.utils import logging as transformers_logging
 from lightning_albert.checkpoints import best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
 from lightning_albert.export import EXPORT_FOLDER, export_checkpoint
+from lightning_albert.onnx_export import OnnxClassifier, is_onnx_folder
 
 try:
     import litserve as ls
@@ -94,9 +95,14 @@ class AlbertAPI(ls.LitAPI):
         transformers_logging.disable_progress_bar()  # a "Loading weights" bar per worker says nothing in a server's log
         self.device = device
         self.tokenizer = AutoTokenizer.from_pretrained(self.model_folder, local_files_only=True)
-        model = AlbertForSequenceClassification.from_pretrained(self.model_folder, local_files_only=True)
-        self.model = model.to(device).eval()
-        self.labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+        config = AutoConfig.from_pretrained(self.model_folder, local_files_only=True)
+        self.onnx = is_onnx_folder(Path(self.model_folder))
+        if self.onnx:  # an `export --format onnx` folder: ONNX Runtime
+            self.model = OnnxClassifier(Path(self.model_folder), device)
+        else:
+            model = AlbertForSequenceClassification.from_pretrained(self.model_folder, local_files_only=True)
+            self.model = model.to(device).eval()
+        self.labels = [config.id2label[i] for i in range(config.num_labels)]
 
     def authorize(self, x_api_key: str | None = Header(default=None)) -> None:
         """LitServe's hook for its own routes (a FastAPI dependency), behind `_RequireKey`: it also documents
@@ -147,10 +153,11 @@ class AlbertAPI(ls.LitAPI):
                     truncation=True,
                     max_length=self.tokenizer.model_max_length,  # the run's data.max_length (see export)
                     padding=True,
-                    return_token_type_ids=pairs is not None,
-                    return_tensors="pt",
-                ).to(self.device)
-                probabilities += self.model(**inputs).logits.float().softmax(dim=-1).tolist()
+                    return_token_type_ids=pairs is not None or self.onnx,  # the ONNX graph takes all three
+                    return_tensors="np" if self.onnx else "pt",
+                )
+                logits = self.model(inputs) if self.onnx else self.model(**inputs.to(self.device)).logits
+                probabilities += logits.float().softmax(dim=-1).tolist()
         answers = iter(probabilities)
         outputs = [  # one per request, in request order
             _Answer([next(answers) for _ in r.texts], r.is_list) if isinstance(r, _Texts) else r for r in requests
@@ -334,6 +341,8 @@ def main(argv: list[str]) -> None:
             tokenizer = AutoTokenizer.from_pretrained(folder, local_files_only=True)
         except (OSError, ValueError) as e:
             raise InputError(f"serve: cannot load the model in {folder} ({str(e).splitlines()[0]}).") from None
+        if is_onnx_folder(folder):
+            OnnxClassifier(folder)  # a truncated or foreign model.onnx: one line here, not a worker's traceback
         pairs = args.pairs or is_pair_model(args.source, folder)
         api = AlbertAPI(str(folder), pairs, args.max_texts, args.max_batch_size, args.batch_timeout, args.api_key)
         server = ls.LitServer(

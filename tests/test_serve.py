@@ -111,11 +111,11 @@ class Server:
         return self.process.returncode
 
 
-def assert_answers(answer: dict, row: dict[str, str]) -> None:
+def assert_answers(answer: dict, row: dict[str, str], tolerance: float = 1e-5) -> None:
     """One served prediction equals one predictions.csv row of `predict`."""
     assert answer["label"] == row["label"]
     assert answer["probabilities"] == pytest.approx(
-        {label: float(row[f"prob_{label}"]) for label in answer["probabilities"]}, abs=1e-5
+        {label: float(row[f"prob_{label}"]) for label in answer["probabilities"]}, abs=tolerance
     )
     assert set(answer["probabilities"]) == {k[len("prob_") :] for k in row if k.startswith("prob_")}
 
@@ -306,6 +306,38 @@ def test_a_pair_model_served_from_a_checkpoint(pair_run, tmp_path):
     finally:
         assert server.stop() == 0, server.log.read_text()[-3000:]
     assert not list(server.tmp.glob("lightning_albert_serve_*"))  # the checkpoint's export is removed
+
+
+def test_an_onnx_export_is_served_by_onnx_runtime_and_answers_as_predict(pair_run, tmp_path):
+    from lightning_albert.export import export_checkpoint
+
+    run, rows = pair_run
+    rows = rows[:12]
+    folder = export_checkpoint(next((run / "checkpoints").glob("best-*.ckpt")), tmp_path / "onnx", format="onnx")
+    assert not list(folder.glob("*.safetensors"))  # nothing but model.onnx to answer from
+    server = Server(folder, "--pairs", tmp=tmp_path)
+    try:
+        status, answer = server.post({"text": [r["text"] for r in rows], "text_pair": [r["text_pair"] for r in rows]})
+        assert status == 200, answer
+        for prediction, row in zip(answer["predictions"], rows, strict=True):
+            assert_answers(prediction, row, tolerance=1e-4)
+    finally:
+        assert server.stop() == 0, server.log.read_text()[-3000:]
+
+
+def test_a_truncated_onnx_model_is_one_line(pair_run, tmp_path, capsys):
+    from lightning_albert.cli import main
+    from lightning_albert.export import export_checkpoint
+
+    run, _ = pair_run
+    folder = export_checkpoint(next((run / "checkpoints").glob("best-*.ckpt")), tmp_path / "onnx", format="onnx")
+    model = folder / "model.onnx"
+    model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", str(folder), "--pairs"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {model}: not a model ONNX Runtime can load (") and err.count("\n") == 1, err
 
 
 def test_a_checkpoint_is_served_under_a_temporary_folder_too_long_for_unix_sockets(pair_run, tmp_path):
