@@ -149,3 +149,23 @@ def test_learning_bad_variant_or_row_is_named(variants, selected, named):
 
     with pytest.raises(ValueError, match=named.replace("(", r"\(").replace(")", r"\)")):
         table_rows(variants, selected)
+
+
+def test_the_inference_benchmark_runs_end_to_end_and_its_float32_onnx_row_agrees(fitted, tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    output = tmp_path / "inference.md"
+    subprocess.run(
+        [sys.executable, "benchmarks/inference.py", "--run", str(fitted), "--texts", "24", "--rounds", "1",
+         "--output", str(output)],
+        cwd=REPO, check=True, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in output.read_text().splitlines()
+            if line.startswith("| ") and "texts/s" not in line}  # fmt: skip
+    assert list(rows) == ["pipeline(batch_size=32), float32", "ONNX Runtime, float32", "ONNX Runtime, int8"]
+    assert rows["pipeline(batch_size=32), float32"][1] == "1.00x"
+    agree, diff = rows["ONNX Runtime, float32"][2], float(rows["ONNX Runtime, float32"][3].strip(" |"))
+    assert agree == "100.00%" and diff < 1e-4  # the same answers as the pipeline on the same export

@@ -140,7 +140,10 @@ def _uneven_batches(seed: int = 0) -> list[dict[str, torch.Tensor]]:
 
 def test_class_weights_weight_the_training_loss_and_the_epochs_validation_loss_by_hand():
     weights = torch.tensor([1.0, 2.0, 5.0])
+    torch.manual_seed(0)
     model = _model(class_weights=weights.tolist()).eval()
+    with torch.no_grad():  # a head that favours class 0, so the classes' losses differ and the weights matter
+        model.model.classifier.bias.copy_(torch.tensor([3.0, 0.0, -3.0]))
     model.log = model.log_dict = lambda *args, **kwargs: None  # no Trainer to log to
     batches = _uneven_batches()
     with torch.no_grad():
