@@ -22,9 +22,14 @@ def build_albert(
     config: str | dict[str, Any] | None,
     id2label: dict[int, str],
     vocab_size: int | None,
+    problem_type: str | None = None,
 ) -> AlbertForSequenceClassification:
-    """Load pretrained ALBERT weights, or build a fresh ALBERT from a config (file or inline values)."""
-    labels = dict(id2label=id2label, label2id={v: k for k, v in id2label.items()})  # num_labels follows id2label
+    """Load pretrained ALBERT weights, or build a fresh ALBERT from a config (file or inline values).
+
+    `problem_type` makes the export's loss and its pipeline's activation the task's (sigmoid per label for
+    multi-label, none for regression)."""
+    # num_labels follows id2label
+    labels = dict(id2label=id2label, label2id={v: k for k, v in id2label.items()}, problem_type=problem_type)
     if pretrained:
         return load_pretrained(AlbertForSequenceClassification, pretrained, vocab_size, **labels)
     return AlbertForSequenceClassification(albert_config(config, vocab_size, **labels))

@@ -13,11 +13,11 @@ from transformers import PreTrainedTokenizerBase
 
 from lightning_albert import token_cache
 from lightning_albert.errors import InputError, row_list
-from lightning_albert.labels import check_given_labels, class_names, label_ids
 from lightning_albert.loaders import check_max_length, check_shardable, loader, processes, training_seed
 from lightning_albert.sampler import EvalBatchSampler, TrainBatchSampler
 from lightning_albert.sources import Sources, stratified_split
 from lightning_albert.tables import Table
+from lightning_albert.tasks import LabelFormat, TaskName, get_task
 from lightning_albert.token_cache import PadCollator, TokenArrays
 from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, train_tokenizer
 
@@ -25,7 +25,8 @@ from lightning_albert.tokenizer import load_tokenizer, tokenizer_files, train_to
 class EncodedSplit(Dataset):
     """Token ids of one split, tokenized once and held as flat arrays (`token_cache.TokenArrays`).
 
-    `rows` are the 0-based data-row indices in the source file, `labels` the class ids (None for predict), `ids`
+    `rows` are the 0-based data-row indices in the source file, `labels` the task's targets (class ids, multi-hot
+    rows or values; None for predict), `ids`
     the values of data.id_column. An item is what `PadCollator` batches: `input_ids` (and `token_type_ids` for
     pairs) as numpy views, `labels` and `row`.
     """
@@ -52,7 +53,7 @@ class EncodedSplit(Dataset):
         if self.tokens.token_type_ids is not None:
             item["token_type_ids"] = self.tokens.token_type_ids[start:end]
         if self.labels is not None:
-            item["labels"] = int(self.labels[i])
+            item["labels"] = self.labels[i]
         item["row"] = self.rows[i]
         return item
 
@@ -63,7 +64,7 @@ class EncodedSplit(Dataset):
         features = []
         for i in range(len(self)):
             item = self[i]
-            feature = {k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in item.items()}
+            feature = {k: v.tolist() if isinstance(v, (np.ndarray, np.generic)) else v for k, v in item.items()}
             feature["attention_mask"] = [1] * len(feature["input_ids"])
             features.append(feature)
         return features
@@ -81,6 +82,9 @@ class TextClassificationDataModule(LightningDataModule):
         label_column: str = "label",
         id_column: str | None = None,
         labels: list[str] | None = None,
+        task: TaskName = "single_label",
+        label_separator: str = "|",
+        label_columns: list[str] | None = None,
         tokenizer: str | None = None,
         tokenizer_vocab_size: int = 8000,
         max_length: int = 128,
@@ -120,9 +124,17 @@ class TextClassificationDataModule(LightningDataModule):
             predict_file: Used by the `predict` subcommand; its label column, if any, is ignored.
             text_column: Column holding the text to classify.
             text_pair_column: Optional second text column, for sentence-pair tasks.
-            label_column: Column holding the label: a class name, or an integer index into `labels`.
+            label_column: Column holding the label: a class name, or an integer index into `labels` (multi-label:
+                the names joined by `label_separator`, or a list; regression: a number).
             id_column: Optional column copied into the predictions file beside each prediction.
             labels: The classes, in id order. If unset: the sorted distinct labels of the training file.
+            task: single_label (each text has one class, the seed run's), multi_label (any number of labels: one
+                sigmoid each, binary cross-entropy) or regression (one number: mean squared error). The model
+                follows it (model.task is linked to it).
+            label_separator: Multi-label: what joins a text's label names in one cell ("billing|delivery").
+                Lists (JSON Lines, JSON, Parquet, datasets) need none.
+            label_columns: Multi-label: one 0/1 column per label, named here, instead of label_column (the
+                Kaggle toxic-comment layout); the column names are the labels.
             tokenizer: A hub name or a folder for AutoTokenizer. If unset, a SentencePiece tokenizer is trained
                 on the training texts (the offline path) and saved with the run.
             tokenizer_vocab_size: Vocabulary size asked of a trained tokenizer; small corpora give fewer pieces.
@@ -194,7 +206,9 @@ class TextClassificationDataModule(LightningDataModule):
             {"train": train_split, "validation": validation_split, "test": test_split, "predict": predict_split},
             encoding,
         )
-        self._given_labels = check_given_labels(labels)
+        self.task = get_task(task)
+        self.label_format = LabelFormat(label_column, label_separator, tuple(label_columns) if label_columns else None)
+        self._given_labels = self.task.check_given_labels(labels)
         self._check_options()
         self._splits: dict[str, EncodedSplit] = {}
 
@@ -210,6 +224,15 @@ class TextClassificationDataModule(LightningDataModule):
             if name in seen:
                 raise InputError(f"data.{key} and data.{seen[name]} both name column '{name}': give each its own.")
             seen[name] = key
+        if self.label_format.columns and self.task.name != "multi_label":
+            raise InputError("data.label_columns is for multi-label data: set data.task: multi_label, or unset it.")
+        if self.label_format.columns and len(self.label_format.columns) < 2:
+            raise InputError(
+                f"data.label_columns names {len(self.label_format.columns)} column: give one 0/1 column per label, "
+                "at least two (one yes/no label is single-label classification)."
+            )
+        if not self.label_format.separator.strip():
+            raise InputError("data.label_separator must be a character such as | or ; (not empty or a space).")
         if not 0.0 <= self.val_split < 1.0:
             raise InputError(f"data.val_split must be in [0, 1), got {self.val_split}.")
         check_max_length(self.max_length)
@@ -226,14 +249,15 @@ class TextClassificationDataModule(LightningDataModule):
     # ------------------------------------------------------------------------------------ labels, tokenizer
     @cached_property
     def labels(self) -> list[str]:
-        """Class names in id order: as given, or those of the training data."""
+        """Class (or label) names in id order: as given, or those of the training data; a regression's one name."""
         if self._given_labels is not None:
             return self._given_labels
-        return class_names(self.table("train"), self.label_column)
+        return self.task.names(self.table("train"), self.label_format)
 
     @property
     def num_labels(self) -> int:
-        return len(self.labels)
+        """The model's outputs: one per class or label, one for regression."""
+        return self.task.num_outputs(self.labels)
 
     @property
     def id2label(self) -> dict[int, str]:
@@ -273,8 +297,9 @@ class TextClassificationDataModule(LightningDataModule):
         """A text column as strings; a missing value (JSON null, absent key) reads as empty."""
         return ["" if v is None else str(v) for v in table.column(column, role)]
 
-    def _label_ids(self, table: Table, rows: list[int]) -> list[int]:
-        return label_ids(table, rows, self.label_column, self.labels, given=self._given_labels is not None)
+    def _targets(self, table: Table, rows: list[int]) -> np.ndarray:
+        given = self._given_labels is not None
+        return self.task.targets(table, rows, self.label_format, self.labels, given)
 
     # ------------------------------------------------------------------------------------ splitting, encoding
     def _rows(self, split: str) -> tuple[Table, list[int]]:
@@ -283,9 +308,8 @@ class TextClassificationDataModule(LightningDataModule):
             if self.val_split <= 0:
                 raise InputError("no validation data: give data.validation_file, or set data.val_split above 0.")
             table = self.table("train")
-            train, val = stratified_split(
-                self._label_ids(table, list(range(len(table.rows)))), self.val_split, self.split_seed
-            )
+            strata = self.task.strata(self._targets(table, list(range(len(table.rows)))))
+            train, val = stratified_split(strata, self.val_split, self.split_seed)
             rows = train if split == "train" else val
         else:
             table = self.table(split)
@@ -310,7 +334,9 @@ class TextClassificationDataModule(LightningDataModule):
                 rank_zero_info(f"{table.path}: dropped {len(empty)} row(s) with an empty text.")
                 rows = [r for r in rows if texts[r].strip()]
         ids = table.column(self.id_column, "id") if self.id_column else None
-        labels = np.asarray(self._label_ids(table, rows), dtype=np.int64) if labelled else None
+        labels = self._targets(table, rows) if labelled else None
+        if split == "train":
+            self.task.check_training_targets(table, labels, self.labels)
         tokens = self._tokenize([texts[r] for r in rows], [pairs[r] for r in rows] if pairs else None, table, rows)
         return EncodedSplit(tokens, rows, labels, [ids[r] for r in rows] if ids else None)
 
@@ -398,6 +424,7 @@ class TextClassificationDataModule(LightningDataModule):
         """Saved in every checkpoint: the label names, the tokenizer files and where texts are truncated, so a
         checkpoint stands alone and its export reads texts as training did."""
         return {
+            "task": self.task.name,
             "labels": self.labels,
             "tokenizer_files": self._tokenizer_files,
             "tokenizer_source": self.tokenizer_name,

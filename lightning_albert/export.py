@@ -17,6 +17,7 @@ from lightning_albert.checkpoints import DATA_STATE_KEY, best_checkpoint, load_c
 from lightning_albert.errors import InputError
 from lightning_albert.files import current_umask
 from lightning_albert.onnx_export import QUANTIZE, check_onnx_available, write_onnx
+from lightning_albert.tasks import get_task
 from lightning_albert.tokenizer import tokenizer_from_files
 
 EXPORT_FOLDER = "hf_model"  # where a run folder keeps the export of its best checkpoint (fit and pretrain alike)
@@ -48,6 +49,11 @@ def export_checkpoint(
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in checkpoint["state_dict"].items() if k.startswith(prefix)}
     model.load_state_dict(weights)
+    hparams = checkpoint.get("hyper_parameters") or {}
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    thresholds = get_task(hparams.get("task")).check_thresholds(hparams.get("threshold", 0.5), labels)
+    if thresholds is not None:  # multi-label: serve (and a user's code) decides where the run did
+        config.thresholds = thresholds
     data = checkpoint[DATA_STATE_KEY]
     tokenizer = tokenizer_from_files(
         data["tokenizer_files"],

@@ -18,6 +18,7 @@ from lightning_albert.data import TextClassificationDataModule
 from lightning_albert.errors import InputError
 from lightning_albert.export import EXPORT_FOLDER
 from lightning_albert.faults import after_training
+from lightning_albert.labels import check_checkpoint_task
 from lightning_albert.model import AlbertClassifier
 from lightning_albert.predictions import PredictionsWriter
 from lightning_albert.reporting.baseline import run_baseline
@@ -25,6 +26,7 @@ from lightning_albert.reporting.history import read_run
 from lightning_albert.reporting.run_folder import RunFolderWriter
 from lightning_albert.reporting.summary import fit_summary
 from lightning_albert.resume import continue_run_folder
+from lightning_albert.tasks import get_task
 from lightning_albert.training import TrainingCLI
 
 EVALUATING = ("validate", "test", "predict")
@@ -57,6 +59,7 @@ class AlbertCLI(TrainingCLI):
         # Computed when the DataModule is built (labels from the training file), before the model is.
         parser.link_arguments("data.num_labels", "model.num_labels", apply_on="instantiate")
         parser.link_arguments("data.id2label", "model.id2label", apply_on="instantiate")
+        parser.link_arguments("data.task", "model.task", apply_on="parse")  # one setting, never two to keep in step
         parser.add_argument(
             "--test_after_fit",
             type=bool,
@@ -107,14 +110,26 @@ class AlbertCLI(TrainingCLI):
             parser.add_argument("--overwrite", type=bool, default=False, help="Replace an existing --predictions_file.")
         return parser
 
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        super().parse_arguments(parser, args)
+        # LightningCLI then replaces the model settings by the checkpoint's hyperparameters (`_parse_ckpt_path`):
+        # the decision threshold is the user's to change when evaluating or predicting, so theirs is kept.
+        self._given_threshold = (self.settings.get("model") or {}).get("threshold")
+
     def before_instantiate_classes(self) -> None:
         """For validate/test/predict on a checkpoint, take labels, tokenizer and architecture from it, not from
-        train_file or a config file that may have moved since."""
+        train_file or a config file that may have moved since; the decision threshold stays the one given."""
         super().before_instantiate_classes()
+        if self.training():
+            task_monitor(self.settings)
         state = self.checkpoint_data
+        if state:  # fit's resume too
+            check_checkpoint_task(state, self.settings["data"].get("task") or "single_label")
         if self.subcommand not in EVALUATING or not state:
             return
         settings = self.settings
+        if self._given_threshold is not None:
+            settings["model"]["threshold"] = self._given_threshold
         albert_config = self.checkpoint.get("albert_config")
         if albert_config:  # no hub download of weights about to be replaced
             settings["model"]["pretrained"] = None
@@ -165,7 +180,7 @@ class AlbertCLI(TrainingCLI):
             writer = next((c for c in trainer.callbacks if isinstance(c, RunFolderWriter)), None)
             if self.config["fit"]["baseline"] and writer is not None:
                 splits = ["validation"] + (["test"] if writer.report.get("test") else [])
-                writer.add("baseline", run_baseline(self.datamodule, splits))
+                writer.add("baseline", run_baseline(self.datamodule, splits, self.model.threshold_list))
         if self.config["fit"]["summary"]:
             print(fit_summary(read_run(folder), folder / EXPORT_FOLDER))
 
@@ -176,3 +191,27 @@ class AlbertCLI(TrainingCLI):
         path = writer.resolved_path(self.trainer)
         if path.exists() and not config.get("overwrite"):
             raise InputError(f"--predictions_file: {path} exists. Choose another path, or add --overwrite true.")
+
+
+def task_monitor(settings: dict[str, Any]) -> None:
+    """checkpoint.monitor and mode as the task needs them: the default (val_f1, max) becomes the task's own where
+    it logs no val_f1 (regression: val_loss, min); a metric the task does not log, or a mode that would keep the
+    worst checkpoint, is refused before training rather than found after the first epoch."""
+    task = get_task(settings["data"].get("task"))
+    checkpoint = settings["checkpoint"]
+    monitor = checkpoint.get("monitor")
+    if monitor is None:
+        return
+    if monitor == AlbertCLI.monitor[0] and monitor not in task.logged:
+        checkpoint["monitor"], checkpoint["mode"] = task.monitor
+        return
+    if monitor not in task.logged:
+        raise InputError(
+            f"checkpoint.monitor: a {task.name} run does not log '{monitor}'; choose one of {', '.join(task.logged)}."
+        )
+    best = "max" if task.higher_is_better(monitor) and not monitor.endswith("loss") else "min"
+    if checkpoint.get("mode") != best:
+        raise InputError(
+            f"checkpoint.mode: {checkpoint.get('mode')} with checkpoint.monitor {monitor} keeps the worst checkpoint; "
+            f"set checkpoint.mode: {best}."
+        )

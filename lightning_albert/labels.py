@@ -115,17 +115,17 @@ def task_hint(names: list[str]) -> str | None:
         parts = {part.strip() for n in names for part in n.split(sep) if part.strip()}
         if len(joined) >= 2 and len(parts) < len(names):
             return (
-                f"{len(joined)} of its {len(names)} labels join several with '{sep}' (e.g. '{joined[0]}'): if a text "
-                f"may have several labels, this is multi-label data, which is read here as single-label classes, "
-                f"one per combination ({len(names)} classes from {len(parts)} labels). Multi-label training is not "
-                "supported yet; the run goes on as single-label."
+                f"{len(joined)} of its {len(names)} labels join several with '{sep}' (e.g. '{joined[0]}'), read here "
+                f"as single-label classes, one per combination ({len(names)} classes from {len(parts)} labels). If a "
+                f"text may have several labels, you may have meant --data.task multi_label"
+                f"{'' if sep == '|' else f' --data.label_separator {sep!r}'}; the run goes on as single-label."
             )
     numbers = [_number(n) for n in names]
     if all(x is not None for x in numbers) and (len(names) > 20 or any(not x.is_integer() for x in numbers)):
         return (
-            f"every label is a number ({len(names)} distinct values, e.g. {', '.join(names[:3])}): if they are "
-            "scores, this is a regression task, which is read here as one class per value. Regression is not "
-            "supported yet; the run goes on as classification."
+            f"every label is a number ({len(names)} distinct values, e.g. {', '.join(names[:3])}), read here as one "
+            "class per value. If they are scores, you may have meant --data.task regression; the run goes on as "
+            "classification."
         )
     return None
 
@@ -135,6 +135,17 @@ def _number(text: str) -> float | None:
         return float(text)
     except ValueError:
         return None
+
+
+def check_checkpoint_task(state: dict[str, Any], task: str) -> None:
+    """Stop when a checkpoint was trained for another task than data.task (before its labels are read as this
+    task's, which would fail less clearly)."""
+    trained_for = state.get("task", "single_label")  # checkpoints from before tasks were single-label
+    if trained_for != task:
+        raise InputError(
+            f"the checkpoint was trained for data.task {trained_for}, but data.task is {task}. "
+            f"Set data.task: {trained_for} (the run's config.yaml has it)."
+        )
 
 
 def check_checkpoint_matches(state: dict[str, Any], labels: list[str], tokenizer, what: str) -> None:

@@ -1,5 +1,6 @@
-"""AlbertClassifier: the ALBERT model with a classification head, trained with the seed recipe, and the
-metrics it reports per stage (torchmetrics, so DDP figures are exact)."""
+"""AlbertClassifier: the ALBERT model with a classification (or regression) head, trained with the seed recipe,
+and the metrics it reports per stage (torchmetrics, so DDP figures are exact). What differs by task (the loss,
+the metrics, the outputs) is the task's (tasks/)."""
 
 import time
 from typing import Any, Literal
@@ -7,22 +8,15 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.utilities import rank_zero_info
-from torchmetrics import MeanMetric, MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassPrecision,
-    MulticlassRecall,
-)
+from torchmetrics import MeanMetric, Metric, MetricCollection
 
 from lightning_albert import attention
 from lightning_albert.albert import build_albert
 from lightning_albert.errors import InputError
-from lightning_albert.labels import balanced_weights, check_class_weights
 from lightning_albert.optim import adamw_with_schedule, check_scheduler_type, clip_gradients
 from lightning_albert.options import check_model
 from lightning_albert.process_state import restore_process_states, save_process_states
+from lightning_albert.tasks import TaskName, get_task
 
 
 class AlbertClassifier(LightningModule):
@@ -44,6 +38,8 @@ class AlbertClassifier(LightningModule):
         compile: bool = False,
         attn_implementation: str = "sdpa",
         class_weights: Literal["balanced"] | list[float] | None = None,
+        task: TaskName = "single_label",
+        threshold: float | list[float] = 0.5,
     ):
         """ALBERT with a classification head, trained with the seed card's recipe by default.
 
@@ -51,7 +47,7 @@ class AlbertClassifier(LightningModule):
             pretrained: Hub name or local folder of pretrained weights (`from_pretrained`), e.g. albert-base-v2.
             config: Build a randomly initialised ALBERT instead: a JSON file path or inline AlbertConfig values.
                 Used when `pretrained` is unset (the offline path).
-            num_labels: Number of classes (linked from the data).
+            num_labels: Number of outputs: classes, labels, or 1 for regression (linked from the data).
             id2label: Class names by id (linked from the data); written into the model's config.
             vocab_size: Rows of the embedding table (linked from the data's tokenizer).
             learning_rate: Peak learning rate of AdamW.
@@ -72,9 +68,12 @@ class AlbertClassifier(LightningModule):
                 switch to try, not a default. The export does not record it.
             class_weights: Weights of the classes in the cross-entropy, for imbalanced data: null (none, as the
                 seed run), balanced (n / (classes x count) per class from the training labels, scikit-learn's
-                rule, computed when fit starts) or one positive weight per class in id order. The validation and
-                test losses are weighted alike; the card lists the weights. Accuracy, precision, recall and F1 are
-                not weighted.
+                rule, computed when fit starts) or one positive weight per class in id order. Multi-label: the
+                binary cross-entropy's pos_weight per label (balanced: negatives / positives). The validation and
+                test losses are weighted alike; the card lists the weights. The other metrics are not weighted.
+            task: single_label, multi_label or regression (linked from data.task).
+            threshold: Multi-label: a label is predicted when its probability is above this; one number, or one
+                per label in id order. Used by the metrics, predict, the export (and so serve) and the card.
         """
         super().__init__()
         self.save_hyperparameters()
@@ -87,14 +86,22 @@ class AlbertClassifier(LightningModule):
             raise InputError(
                 f"model.attn_implementation: '{attn_implementation}' is not one of {', '.join(ATTENTION_CHOICES)}."
             )
-        self.model = build_albert(pretrained, config, self.id2label, vocab_size)
+        self.task = get_task(task)
+        labels = [self.id2label[i] for i in range(num_labels)]
+        self.model = build_albert(pretrained, config, self.id2label, vocab_size, self.task.problem_type)
         # In the state dict (so a checkpoint carries the weights it was trained with), only when asked for: the
         # checkpoints of runs without weights keep their keys.
         if class_weights is None:
             self.loss_weights: torch.Tensor | None = None
         else:
-            given = check_class_weights(class_weights, self.id2label)
+            given = None if class_weights == "balanced" else self.task.loss_weights(class_weights, None, labels)
+            if class_weights == "balanced":
+                self.task.loss_weights([1.0] * num_labels, None, labels)  # a task without classes refuses it
             self.register_buffer("loss_weights", torch.tensor(given or [1.0] * num_labels, dtype=torch.float32))
+        thresholds = self.task.check_thresholds(threshold, labels)
+        # Not in the state dict: set by model.threshold (hyperparameters), so checkpoints keep their keys.
+        given = None if thresholds is None else torch.tensor(thresholds, dtype=torch.float32)
+        self.register_buffer("thresholds", given, persistent=False)
         if attn_implementation == "matmul":
             self.model.set_attn_implementation(attention.NAME)
         if compile:
@@ -103,31 +110,18 @@ class AlbertClassifier(LightningModule):
             self.model.compile(dynamic=True)
         self._first_step_started: float | None = None  # to report the compile time once
 
-        def metrics(prefix: str) -> MetricCollection:
-            # Accuracy is micro (share of correct predictions), as in the seed card; torchmetrics' default is
-            # macro, which is balanced accuracy. Precision, recall and F1 are macro averages over classes.
-            return MetricCollection(
-                {
-                    "accuracy": MulticlassAccuracy(num_labels, average="micro"),
-                    "precision": MulticlassPrecision(num_labels, average="macro"),
-                    "recall": MulticlassRecall(num_labels, average="macro"),
-                    "f1": MulticlassF1Score(num_labels, average="macro"),
-                },
-                prefix=prefix,
-            )
-
-        self.val_metrics = metrics("val_")
-        self.test_metrics = metrics("test_")
+        self.val_metrics = self.task.metric_collection(num_labels, "val_")
+        self.test_metrics = self.task.metric_collection(num_labels, "test_")
         # Means as metric objects: summed across processes under DDP before dividing, so epoch figures are exact.
         self.train_loss = MeanMetric()
         # Saved in checkpoints, so an epoch resumed mid-way reports the mean over all of its steps.
         self.train_loss.persistent(True)
         self.val_loss = MeanMetric()
         self.test_loss = MeanMetric()
-        # Not logged (a matrix is no scalar): kept after each evaluation for the report's per-class table.
-        self.val_confusion = MulticlassConfusionMatrix(num_labels)
-        self.test_confusion = MulticlassConfusionMatrix(num_labels)
-        self.confusion_matrix: torch.Tensor | None = None
+        # Not logged (no scalar: a confusion matrix, value pairs): kept after each evaluation for the card.
+        self.val_record = self.task.record_metric(num_labels)
+        self.test_record = self.task.record_metric(num_labels)
+        self.evaluation_record: dict[str, Any] | None = None
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a batch from the DataModule (extra keys such as `labels` and `row` are ignored)."""
@@ -141,11 +135,12 @@ class AlbertClassifier(LightningModule):
             train = getattr(self.trainer.datamodule, "split", None)
             if train is None:
                 raise InputError("model.class_weights: balanced needs the TextClassificationDataModule's labels.")
-            weights = balanced_weights(train("train").labels, self.id2label)
+            labels = [self.id2label[i] for i in range(len(self.id2label))]
+            weights = self.task.loss_weights("balanced", train("train").labels, labels)
             self.loss_weights.copy_(torch.tensor(weights, dtype=torch.float32))
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss = torch.nn.functional.cross_entropy(self(batch), batch["labels"], weight=self.loss_weights)
+        loss = self.task.loss(self(batch), batch["labels"], self.loss_weights)
         # The card's "Training Loss" is the plain mean of the epoch's per-step losses. Accumulated on the device
         # and shown once an epoch: a per-step value in the progress bar would wait for the device every step.
         self.train_loss.update(loss.detach())
@@ -170,30 +165,31 @@ class AlbertClassifier(LightningModule):
             self._first_step_started = None
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.val_loss, self.val_metrics, self.val_confusion, "val")
+        self._evaluate(batch, self.val_loss, self.val_metrics, self.val_record, "val")
 
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, self.test_loss, self.test_metrics, self.test_confusion, "test")
+        self._evaluate(batch, self.test_loss, self.test_metrics, self.test_record, "test")
 
-    def _evaluate(self, batch, loss: MeanMetric, metrics: MetricCollection, confusion, stage: str) -> None:
+    def _evaluate(self, batch, loss: MeanMetric, metrics: MetricCollection, record: Metric, stage: str) -> None:
         logits = self(batch)
-        labels = batch["labels"]
+        targets = batch["labels"]
         # Weighted by the batch's share (its size, or its class weights' sum): the epoch's loss is then the mean
         # over all its samples, not over batches (the last one is smaller).
-        share = labels.numel() if self.loss_weights is None else self.loss_weights[labels].sum()
-        loss.update(torch.nn.functional.cross_entropy(logits, labels, weight=self.loss_weights), weight=share)
-        metrics.update(logits, labels)
-        confusion.update(logits, labels)
+        share = self.task.loss_share(targets, self.loss_weights)
+        loss.update(self.task.loss(logits, targets, self.loss_weights), weight=share)
+        inputs, truth = self.task.metric_inputs(logits, self.thresholds), self.task.metric_targets(targets)
+        metrics.update(inputs, truth)
+        record.update(inputs, truth)
         self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True)
         self.log_dict(metrics, on_step=False, on_epoch=True, prog_bar=True)
 
     def on_validation_epoch_end(self) -> None:
-        self.confusion_matrix = self.val_confusion.compute().cpu()  # synced across processes by torchmetrics
-        self.val_confusion.reset()
+        self.evaluation_record = self.task.record(self.val_record.compute().cpu())  # synced across processes
+        self.val_record.reset()
 
     def on_test_epoch_end(self) -> None:
-        self.confusion_matrix = self.test_confusion.compute().cpu()
-        self.test_confusion.reset()
+        self.evaluation_record = self.task.record(self.test_record.compute().cpu())
+        self.test_record.reset()
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         # The full transformers config, so a checkpoint exports or rebuilds without the hub or a config file.
@@ -204,14 +200,16 @@ class AlbertClassifier(LightningModule):
         restore_process_states(self, checkpoint)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, Any]:
-        probs = self(batch).float().softmax(dim=-1)
-        label_ids = probs.argmax(dim=-1)
-        return {
-            "row": batch["row"].cpu(),
-            "label_id": label_ids.cpu(),
-            "label": [self.id2label[i] for i in label_ids.tolist()],
-            "probs": probs.cpu(),
-        }
+        """Each row's outputs: class probabilities (softmax, or a sigmoid per label), or the predicted value."""
+        return {"row": batch["row"].cpu(), "outputs": self.task.outputs(self(batch)).cpu()}
+
+    @property
+    def labels(self) -> list[str]:
+        return [self.id2label[i] for i in range(len(self.id2label))]
+
+    @property
+    def threshold_list(self) -> list[float] | None:
+        return None if self.thresholds is None else self.thresholds.tolist()
 
     def configure_optimizers(self) -> dict[str, Any]:
         return adamw_with_schedule(self)

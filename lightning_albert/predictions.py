@@ -1,4 +1,5 @@
-"""Writing `predict`'s output: one CSV row per input row, in input order, with each class's probability."""
+"""Writing `predict`'s output: one CSV row per input row, in input order, with the task's columns (the label
+and each class's probability; the labels and each label's probability; the predicted value)."""
 
 import csv
 from pathlib import Path
@@ -31,7 +32,7 @@ class PredictionsWriter(Callback):
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
         for i, row in enumerate(outputs["row"].tolist()):
-            self._rows[row] = {"label": outputs["label"][i], "probs": outputs["probs"][i].tolist()}
+            self._rows[row] = outputs["outputs"][i].tolist()
 
     def on_predict_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         rows = self._rows
@@ -46,10 +47,11 @@ class PredictionsWriter(Callback):
         data = trainer.datamodule
         split = data.split("predict")
         table = data.table("predict")
-        names = [pl_module.id2label[i] for i in range(len(pl_module.id2label))]
+        task, names, thresholds = pl_module.task, pl_module.labels, pl_module.threshold_list
+        columns = task.prediction_header(names)
         header = ["row"] + ([data.id_column] if data.id_column else []) + [data.text_column]
         header += [data.text_pair_column] if data.text_pair_column else []
-        header += ["label"] + [f"prob_{n}" for n in names]
+        header += columns
         texts = table.column(data.text_column, "text")
         pairs = table.column(data.text_pair_column, "text_pair") if data.text_pair_column else None
         path = self.target
@@ -61,10 +63,10 @@ class PredictionsWriter(Callback):
                 values = [r] + ([split.ids[k]] if data.id_column else []) + [texts[r] or ""]
                 values += [pairs[r] or ""] if pairs else []
                 if (texts[r] or "").strip() or (pairs and (pairs[r] or "").strip()):
-                    values += [rows[r]["label"]] + [f"{p:.8g}" for p in rows[r]["probs"]]
+                    values += task.prediction_cells(rows[r], names, thresholds, data.label_format.separator)
                 else:  # nothing to classify: the row stays (rows match the input), without a made-up label
                     empty.append(r)
-                    values += [""] * (1 + len(names))
+                    values += [""] * len(columns)
                 writer.writerow(values)
         print(f"Wrote {len(split.rows)} predictions to {path}")
         if empty:

@@ -1,9 +1,10 @@
-"""Serving a model over HTTP with LitServe: `POST /predict` answers each text's label and class probabilities.
+"""Serving a model over HTTP with LitServe: `POST /predict` answers each text's prediction.
 
     python -m lightning_albert serve <run folder | checkpoint.ckpt | exported folder> [--port 8000]
 
-Requests are JSON: `{"text": "..."}` answers `{"label": ..., "probabilities": {label: p, ...}}`, and
-`{"text": ["...", "..."]}` answers `{"predictions": [{"label": ..., "probabilities": ...}, ...]}` in request
+Requests are JSON: `{"text": "..."}` answers the task's prediction (tasks/): `{"label": ..., "probabilities":
+{label: p, ...}}` (single-label), `{"labels": [...], "probabilities": {...}}` (multi-label, at the exported
+thresholds) or `{"value": x}` (regression); `{"text": ["...", "..."]}` answers `{"predictions": [...]}` in request
 order. A sentence-pair model needs `"text_pair"` of the same shape. Texts are truncated at the exported
 tokenizer's `model_max_length`, the run's `data.max_length`, so the answers are those of `predict`.
 """
@@ -29,6 +30,7 @@ from lightning_albert.checkpoints import best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
 from lightning_albert.export import EXPORT_FOLDER, export_checkpoint
 from lightning_albert.onnx_export import OnnxClassifier, is_onnx_folder
+from lightning_albert.tasks import task_of_config
 
 try:
     import litserve as ls
@@ -59,9 +61,9 @@ class _Texts:
 
 @dataclass
 class _Answer:
-    """The class probabilities of each text of one request."""
+    """The outputs (the task's: probabilities, or a value) of each text of one request."""
 
-    probabilities: list[list[float]]
+    outputs: list[list[float]]
     is_list: bool
 
 
@@ -103,6 +105,8 @@ class AlbertAPI(ls.LitAPI):
             model = AlbertForSequenceClassification.from_pretrained(self.model_folder, local_files_only=True)
             self.model = model.to(device).eval()
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.task = task_of_config(config)
+        self.thresholds = getattr(config, "thresholds", None)  # multi-label: written by export
 
     def authorize(self, x_api_key: str | None = Header(default=None)) -> None:
         """LitServe's hook for its own routes (a FastAPI dependency), behind `_RequireKey`: it also documents
@@ -143,7 +147,7 @@ class AlbertAPI(ls.LitAPI):
         accepted = [r for r in requests if isinstance(r, _Texts)]
         texts = [t for r in accepted for t in r.texts]
         pairs = [p for r in accepted for p in r.pairs] if self.pairs else None
-        probabilities: list[list[float]] = []
+        outputs: list[list[float]] = []
         step = self.max_batch_size
         with torch.inference_mode():
             for start in range(0, len(texts), step):
@@ -157,8 +161,8 @@ class AlbertAPI(ls.LitAPI):
                     return_tensors="np" if self.onnx else "pt",
                 )
                 logits = self.model(inputs) if self.onnx else self.model(**inputs.to(self.device)).logits
-                probabilities += logits.float().softmax(dim=-1).tolist()
-        answers = iter(probabilities)
+                outputs += self.task.outputs(logits).tolist()
+        answers = iter(outputs)
         outputs = [  # one per request, in request order
             _Answer([next(answers) for _ in r.texts], r.is_list) if isinstance(r, _Texts) else r for r in requests
         ]
@@ -167,13 +171,9 @@ class AlbertAPI(ls.LitAPI):
     def encode_response(self, output: _Answer | _Rejected) -> Any:
         if isinstance(output, _Rejected):
             return JSONResponse(status_code=output.status, content={"detail": output.message})
-        predictions = [self._prediction(p) for p in output.probabilities]
+        predictions = [self.task.answer(p, self.labels, self.thresholds) for p in output.outputs]
         # The answer's shape follows the request's: a list of one text answers a list of one prediction.
         return {"predictions": predictions} if output.is_list else predictions[0]
-
-    def _prediction(self, probabilities: list[float]) -> dict[str, Any]:
-        best = max(range(len(probabilities)), key=probabilities.__getitem__)
-        return {"label": self.labels[best], "probabilities": dict(zip(self.labels, probabilities))}
 
 
 class _RequireKey:
@@ -355,8 +355,9 @@ def main(argv: list[str]) -> None:
         if args.api_key:
             server.app.add_middleware(_RequireKey, key=args.api_key)  # added last, so it runs first
         labels = ", ".join(config.id2label[i] for i in range(config.num_labels))
+        task = task_of_config(config).name.replace("_", "-")
         print(
-            f"Serving {args.source} ({'sentence pairs' if pairs else 'single texts'}; labels {labels}; "
+            f"Serving {args.source} ({'sentence pairs' if pairs else 'single texts'}; {task}; labels {labels}; "
             f"truncation at {tokenizer.model_max_length} tokens) on http://{args.host}:{args.port}/predict",
             flush=True,
         )

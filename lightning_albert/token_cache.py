@@ -242,6 +242,7 @@ class PadCollator:
         if has_types:
             batch["token_type_ids"] = torch.from_numpy(token_type_ids)
         if "labels" in examples[0]:
-            batch["labels"] = torch.tensor([e["labels"] for e in examples], dtype=torch.int64)
+            labels = np.stack([np.asarray(e["labels"]) for e in examples])  # class ids, multi-hot rows or values
+            batch["labels"] = torch.from_numpy(labels.astype(np.float32 if labels.dtype.kind == "f" else np.int64))
         batch["row"] = torch.tensor([e["row"] for e in examples], dtype=torch.int64)
         return batch

@@ -223,3 +223,44 @@ def write_good_splits(folder: Path) -> None:
     for name in ("train", "validation"):
         with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows([("text", "label"), *GOOD])
+
+
+# Real data shaped as the other tasks, for the multi-label and regression tests (test_tasks_*, test_distributed).
+EMOTION = DATA / "tweeteval_emotion"
+SST5 = DATA / "sst5"
+SST5_CLASSES = ["very negative", "negative", "neutral", "positive", "very positive"]
+
+
+def joined_tweets(split: str, n: int, path: Path) -> list[dict[str, str]]:
+    """`n` rows of one or two consecutive tweets, labelled with their emotions joined by '|'."""
+    tweets = read_csv(EMOTION / f"{split}.csv")
+    rows, i = [], 0
+    for k in range(n):
+        size = 2 if k % 3 else 1
+        group = tweets[i : i + size]
+        i += size
+        rows.append(
+            {"text": " ".join(t["text"] for t in group), "labels": "|".join(sorted({t["label"] for t in group}))}
+        )
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "labels"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows
+
+
+def scored_pairs(split: str, n: int, path: Path) -> list[dict[str, str]]:
+    sentences = read_csv(SST5 / f"{split}.csv")[: 2 * n]
+    rows = [
+        {
+            "text": a["text"],
+            "text_pair": b["text"],
+            "score": str((SST5_CLASSES.index(a["label"]) + SST5_CLASSES.index(b["label"])) / 2),
+        }
+        for a, b in zip(sentences[::2], sentences[1::2])
+    ]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=["text", "text_pair", "score"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return rows

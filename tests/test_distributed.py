@@ -17,7 +17,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import PHRASEBANK, REPO, TINY_ALBERT, logged_rows, only_run, read_csv, run_cli
+from conftest import (
+    PHRASEBANK,
+    REPO,
+    TINY_ALBERT,
+    joined_tweets,
+    logged_rows,
+    only_run,
+    read_csv,
+    run_cli,
+    scored_pairs,
+)
 
 from lightning_albert.checkpoints import load_checkpoint
 
@@ -215,3 +225,48 @@ def test_ddp_fit_signalled_mid_epoch_saves_together_and_resumes_to_the_uninterru
     assert load_checkpoint(last)["global_step"] == 27
     run_cli("fit", "--config", str(run / "config.yaml"), "--ckpt_path", "last", "--trainer.callbacks", "[]")
     assert read_csv(run / "metrics.csv") == read_csv(ddp_run / "metrics.csv")
+
+
+# ------------------------------------------------------------------------------ multi-label and regression
+TASK_RUNS = {
+    # task: (how its rows are made from real data, fit's settings beside the quickstart)
+    "multi_label": (joined_tweets, ["--config", "configs/multi_label.yaml"]),
+    "regression": (scored_pairs, ["--config", "configs/regression.yaml", "--data.label_column", "score",
+                                  "--data.text_pair_column", "text_pair"]),
+}  # fmt: skip
+TASK_METRICS = {
+    "multi_label": ("loss", "micro_f1", "f1", "precision", "recall", "subset_accuracy", "hamming_loss"),
+    "regression": ("loss", "mse", "mae", "pearson", "spearman", "r2"),
+}
+
+
+@pytest.mark.parametrize("task", TASK_RUNS)
+def test_other_tasks_under_ddp_report_what_one_process_computes(task, tmp_path):
+    """A 2-process fit on an odd validation set: each validation counted every example once, and the best
+    checkpoint's logged figures are what one process computes on it."""
+    make, settings = TASK_RUNS[task]
+    files = {split: tmp_path / f"{split}.csv" for split in ("train", "validation")}
+    make("train", 240, files["train"])
+    make("validation", VALIDATION_ROWS, files["validation"])
+    run_cli(
+        "fit", "--config", "configs/quickstart.yaml", *settings,
+        "--data.train_file", str(files["train"]), "--data.validation_file", str(files["validation"]),
+        "--data.test_file", "null", "--data.predict_file", "null", "--data.eval_batch_size", "16",
+        "--model.config", json.dumps(MODEL), "--trainer.max_epochs", "1",
+        "--trainer.default_root_dir", str(tmp_path / "ddp"), *DDP,
+    )  # fmt: skip
+    run = only_run(tmp_path / "ddp")
+    report = json.loads((run / "report.json").read_text())
+    assert report["task"] == task and report["facts"]["world_size"] == 2
+    (evaluation,) = report["evaluations"]
+    if task == "multi_label":  # a 2x2 matrix per label, each over every validation row
+        assert {sum(map(sum, m)) for m in evaluation["confusion_matrix"]} == {VALIDATION_ROWS}
+    else:  # a (predicted, true) pair per validation row
+        assert len(evaluation["pairs"]) == VALIDATION_ROWS
+    (logged,) = logged_rows(run, "val")
+    run_cli("validate", "--config", str(run / "config.yaml"), "--ckpt_path", "best",
+            "--trainer.default_root_dir", str(tmp_path / "one"), *ONE_PROCESS)  # fmt: skip
+    (single,) = logged_rows(only_run(tmp_path / "one"), "val")
+    for m in TASK_METRICS[task]:
+        # Correlations and R² are merged from per-process moments in float32: equal to a few ulps of their sums.
+        assert logged[f"val_{m}"] == pytest.approx(single[f"val_{m}"], abs=1e-5), (task, m, logged, single)

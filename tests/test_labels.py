@@ -40,7 +40,7 @@ def test_given_labels_are_refused_when_they_repeat_or_are_too_few():
 def test_label_sets_joined_by_a_separator_get_the_multi_label_hint(tmp_path, caplog):
     sets = ["positive", "negative", "positive|very negative", "negative|neutral", "neutral|positive", "neutral"]
     hint = task_hint(sorted(set(sets)))
-    assert "multi-label" in hint and "'|'" in hint and "(6 classes from 4 labels)" in hint
+    assert "--data.task multi_label" in hint and "'|'" in hint and "(6 classes from 4 labels)" in hint
     with caplog.at_level("INFO"):
         names = class_names(_table(tmp_path, sets), "label")
     assert len(names) == 6  # it still runs, as single-label over the combinations

@@ -116,16 +116,16 @@ def test_weight_decay_spares_biases_and_layer_norms():
     assert len(groups[0.01]) + len(groups[0.0]) == len(list(model.parameters()))
 
 
-def test_predict_step_returns_ids_names_and_probabilities():
+def test_predict_step_returns_rows_and_class_probabilities_that_the_task_names():
     model = _model().eval()
     batch = _batches(1)[0] | {"row": torch.arange(4)}
     out = model.predict_step(batch, 0)
     assert out["row"].tolist() == [0, 1, 2, 3]
-    assert out["probs"].shape == (4, 3)
-    assert torch.allclose(out["probs"].sum(-1), torch.ones(4))
-    assert out["label_id"].tolist() == out["probs"].argmax(-1).tolist()  # the label is the likeliest class
-    assert out["label"] == [model.id2label[i] for i in out["label_id"].tolist()]
-    assert all(type(label) is str for label in out["label"])  # plain strings, as the CSV and JSON need
+    assert out["outputs"].shape == (4, 3)
+    assert torch.allclose(out["outputs"].sum(-1), torch.ones(4))  # a softmax over the classes
+    cells = model.task.prediction_cells(out["outputs"][0].tolist(), model.labels, None, "|")
+    assert cells[0] == model.id2label[int(out["outputs"][0].argmax())]  # the label is the likeliest class
+    assert type(cells[0]) is str and [float(c) for c in cells[1:]] == pytest.approx(out["outputs"][0].tolist())
 
 
 def _uneven_batches(seed: int = 0) -> list[dict[str, torch.Tensor]]:
@@ -148,7 +148,7 @@ def test_class_weights_weight_the_training_loss_and_the_epochs_validation_loss_b
     batches = _uneven_batches()
     with torch.no_grad():
         for batch in batches:
-            model._evaluate(batch, model.val_loss, model.val_metrics, model.val_confusion, "val")
+            model._evaluate(batch, model.val_loss, model.val_metrics, model.val_record, "val")
         logits = torch.cat([model(b) for b in batches])
         labels = torch.cat([b["labels"] for b in batches])
         per_sample = -logits.log_softmax(-1).gather(1, labels[:, None]).squeeze(1)

@@ -1,7 +1,9 @@
 """The model card: the Hugging Face Trainer's card format, reporting the best checkpoint and the last epoch.
 
 Keys and order follow `../shared/seed-model-card.md`, so the two can be compared line by line; what a Trainer
-card hides (which epoch was best, per-class results, the confusion matrix) is added after.
+card hides (which epoch was best, per-class results, the confusion matrix) is added after. The columns, tables
+and pictures are the run's task's (tasks/): a multi-label card has per-label tables, a regression card a
+predicted-against-true picture.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -11,17 +13,28 @@ from typing import Any
 import yaml
 
 from lightning_albert.reporting.baseline import side_by_side, verdict
-from lightning_albert.reporting.history import METRICS, Evaluation, RunHistory, per_class
+from lightning_albert.reporting.history import Evaluation, RunHistory
+from lightning_albert.tasks import Task
 
-PLOTS = {"learning_curves.png": "Learning curves", "confusion_matrix.png": "Confusion matrix"}
-TEST_PLOT = "test_confusion_matrix.png"
+LEARNING_CURVES = "learning_curves.png"
+
+
+def plot_files(task: Task) -> tuple[str | None, str | None]:
+    """The task's picture of the best validation and of the test split, as files of the run folder."""
+    if task.plot_name is None:
+        return None, None
+    return f"{task.plot_name}.png", f"test_{task.plot_name}.png"
+
+
+def _plot_title(task: Task) -> str:
+    return task.plot_name.replace("_", " ").capitalize()
 
 
 def render_card(run: RunHistory) -> str:
     model, data, trainer = (run.config.get(k) or {} for k in ("model", "data", "trainer"))
     base = model.get("pretrained")
     name = _model_name(base, data.get("train_file"))
-    best, last = run.best, run.last
+    best, last, task = run.best, run.last, run.task
     parts = [_front_matter(run, name, base), f"# {name}\n"]
     if base:
         link = f"[{base}](https://huggingface.co/{base})" if not Path(str(base)).exists() else f"`{base}`"
@@ -33,13 +46,13 @@ def render_card(run: RunHistory) -> str:
             f"It achieves the following results on the evaluation set with its best checkpoint, "
             f"epoch {best.epoch + 1} (step {best.step}), chosen by {run.chosen_by}:"
         )
-        parts.append(_results(best))
+        parts.append(_results(best, task))
         if last is not None and last is not best:
             parts.append(f"The last evaluation, epoch {last.epoch + 1} (step {last.step}), gave:")
-            parts.append(_results(last))
+            parts.append(_results(last, task))
         if run.test:
             parts.append(f"On the test split ({run.test['examples']} examples, not used for any choice), it gives:")
-            parts.append(_scores(run.test["loss"], run.test["metrics"]))
+            parts.append(_scores(run.test["loss"], run.test["metrics"], task))
     else:
         parts.append("The run recorded no evaluation.")
     stopped = _early_stop(run)
@@ -49,15 +62,11 @@ def render_card(run: RunHistory) -> str:
         parts.append(_baseline(run))
     labels = run.labels or [str(v) for v in (run.facts.get("labels") or [])]
     parts.append("## Model description\n")
-    parts.append(
-        f"ALBERT with a sequence-classification head over {len(labels)} classes: "
-        f"{', '.join(f'`{x}`' for x in labels)}. The label names are in the exported `config.json` (`id2label`)."
-    )
+    parts.append(f"{task.describe(labels)}. The label names are in the exported `config.json` (`id2label`).")
     parts.append("## Intended uses & limitations\n")
     parts.append(
-        "Classifies texts like those it was trained on into the classes above. It has seen only "
-        f"{run.facts.get('train_examples', 'the')} training examples; check it on your own data before relying on "
-        "it, and read the per-class results below: a good average can hide a weak class."
+        f"{task.intended_use} It has seen only {run.facts.get('train_examples', 'the')} training examples; check "
+        f"it on your own data before relying on it, and {task.caveat}."
     )
     parts.append("## Training and evaluation data\n")
     parts.append(_data_section(data, run.facts))
@@ -66,13 +75,16 @@ def render_card(run: RunHistory) -> str:
     parts.append("The following hyperparameters were used during training:")
     parts.append("\n".join(f"- {k}: {v}" for k, v in _hyperparameters(run, model, data, trainer)))
     parts.append("### Training results\n")
-    parts.append(_results_table(run.evaluations))
-    if best is not None and best.confusion_matrix and labels:
-        parts.append(f"### Per-class results of the best checkpoint (epoch {best.epoch + 1}, validation set)\n")
-        parts.append(_per_class_table(best.confusion_matrix, labels))
-        parts.append("Confusion matrix (rows: true class, columns: predicted class):\n")
-        parts.append(_confusion_table(best.confusion_matrix, labels))
-    pictures = [f"![{title}]({file})" for file, title in PLOTS.items() if (run.folder / file).is_file()]
+    parts.append(_results_table(run.evaluations, task))
+    tables = task.detail_tables(best.record, labels) if best is not None and labels else []
+    for i, (caption, header, rows) in enumerate(tables):
+        where = f" of the best checkpoint (epoch {best.epoch + 1}, validation set)"
+        parts.append(f"### {caption}{where}\n" if i == 0 else f"{caption}:\n")
+        parts.append(_markdown(header, rows))
+    validation_plot = plot_files(task)[0]
+    pictures = [("Learning curves", LEARNING_CURVES)]
+    pictures += [(_plot_title(task), validation_plot)] if validation_plot else []
+    pictures = [f"![{title}]({file})" for title, file in pictures if (run.folder / file).is_file()]
     if pictures:
         parts.append("\n".join(pictures))
     if run.test and labels:
@@ -103,58 +115,66 @@ def _front_matter(run: RunHistory, name: str, base: str | None) -> str:
     if base:
         meta["base_model"] = str(base)
     meta["tags"] = ["text-classification", "albert", "lightning", "generated_from_lightning_albert"]
-    meta["metrics"] = list(METRICS)
+    meta["metrics"] = list(run.task.metrics)
     data_name = _data_name((run.config.get("data") or {}), plain=True)
     results = []
     if run.best is not None:
-        results.append(_model_index_result(data_name, "validation", run.best.val_loss, run.best.metrics))
+        results.append(_model_index_result(data_name, "validation", run.best.val_loss, run.best.metrics, run.task))
     if run.test:
-        results.append(_model_index_result(data_name, "test", run.test["loss"], run.test["metrics"]))
+        results.append(_model_index_result(data_name, "test", run.test["loss"], run.test["metrics"], run.task))
     meta["model-index"] = [{"name": name, "results": results}]
     return "---\n" + yaml.safe_dump(meta, sort_keys=False, allow_unicode=True) + "---"
 
 
-def _model_index_result(data_name: str, split: str, loss: float, metrics: dict[str, float]) -> dict[str, Any]:
+def _model_index_result(data_name: str, split: str, loss: float, metrics: dict[str, float], task: Task) -> dict:
     return {
         "task": {"type": "text-classification", "name": "Text Classification"},
         "dataset": {"name": data_name, "type": data_name, "split": split},
         "metrics": [
             {"type": "loss", "value": round(loss, 4), "name": "Loss"},
-            *({"type": m, "value": round(metrics[m], 4), "name": m.title()} for m in METRICS),
+            *({"type": m, "value": round(metrics[m], 4), "name": task.title(m)} for m in task.metrics),
         ],
     }
 
 
-def _results(e: Evaluation) -> str:
-    return _scores(e.val_loss, e.metrics)
+def _results(e: Evaluation, task: Task) -> str:
+    return _scores(e.val_loss, e.metrics, task)
 
 
-def _scores(loss: float, metrics: dict[str, float]) -> str:
-    return "\n".join([f"- Loss: {loss:.4f}"] + [f"- {m.title()}: {metrics[m]:.4f}" for m in METRICS])
+def _scores(loss: float, metrics: dict[str, float], task: Task) -> str:
+    return "\n".join([f"- Loss: {loss:.4f}"] + [f"- {task.title(m)}: {metrics[m]:.4f}" for m in task.metrics])
 
 
 def _test_section(run: RunHistory, labels: list[str]) -> str:
-    test = run.test
+    test, task = run.test, run.task
     which = f"the best checkpoint (epoch {run.best.epoch + 1})" if run.best else "the final model"
     parts = [
         "### Test results\n",
         f"{which[0].upper()}{which[1:]} on the **test split** ({test['examples']} examples), evaluated once at the "
         "end of training; nothing was chosen on it.",
-        _scores(test["loss"], test["metrics"]),
-        "Per-class results on the test split:\n",
-        _per_class_table(test["confusion_matrix"], labels),
-        "Test confusion matrix (rows: true class, columns: predicted class):\n",
-        _confusion_table(test["confusion_matrix"], labels),
+        _scores(test["loss"], test["metrics"], task),
     ]
-    if (run.folder / TEST_PLOT).is_file():
-        parts.append(f"![Test confusion matrix]({TEST_PLOT})")
+    for i, (caption, header, rows) in enumerate(task.detail_tables(test, labels)):
+        parts.append(f"{caption} on the test split:\n" if i == 0 else f"Test {caption[0].lower()}{caption[1:]}:\n")
+        parts.append(_markdown(header, rows))
+    test_plot = plot_files(task)[1]
+    if test_plot and (run.folder / test_plot).is_file():
+        parts.append(f"![Test {_plot_title(task).lower()}]({test_plot})")
     return "\n\n".join(p.rstrip("\n") for p in parts)
 
 
+def _markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A table whose first column is left-aligned and the others centred."""
+    lines = ["| " + " | ".join(header) + " |", "|:--|" + ":--:|" * (len(header) - 1)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
 def _baseline(run: RunHistory) -> str:
-    rows = ["| Model | Split | Loss | Accuracy | Precision | Recall | F1 |", "|:--|:--|--:|--:|--:|--:|--:|"]
-    for model, split, loss, metrics in side_by_side(run):
-        rows.append(f"| {model} | {split} | {loss:.4f} | " + " | ".join(f"{metrics[m]:.4f}" for m in METRICS) + " |")
+    metrics = run.task.metrics
+    rows = ["| Model | Split | Loss | " + " | ".join(run.task.title(m) for m in metrics) + " |"]
+    rows.append("|:--|:--|" + "--:|" * (len(metrics) + 1))
+    for model, split, loss, scores in side_by_side(run):
+        rows.append(f"| {model} | {split} | {loss:.4f} | " + " | ".join(f"{scores[m]:.4f}" for m in metrics) + " |")
     said = verdict(run)
     intro = (
         f"A bag-of-words baseline for scale: {run.baseline['model']}, fitted on the same training split in "
@@ -175,29 +195,15 @@ def _early_stop(run: RunHistory) -> str | None:
     )
 
 
-def _results_table(evaluations: list[Evaluation]) -> str:
-    header = "| Training Loss | Epoch | Step | Validation Loss | Accuracy | Precision | Recall | F1     |"
-    rule = "|:-------------:|:-----:|:----:|:---------------:|:--------:|:---------:|:------:|:------:|"
-    rows = [header, rule]
+def _results_table(evaluations: list[Evaluation], task: Task) -> str:
+    """The Trainer card's table (the seed card's header, to the space, for single-label), with the task's metrics."""
+    titles = ["Training Loss", "Epoch", "Step", "Validation Loss", *(task.title(m).ljust(6) for m in task.metrics)]
+    rows = ["| " + " | ".join(titles) + " |", "|" + "|".join(f":{'-' * len(t)}:" for t in titles) + "|"]
     for e in evaluations:
         train = f"{e.train_loss:.4f}" if e.train_loss is not None else "No log"
         values = [train, f"{e.epoch + 1:.1f}", str(e.step), f"{e.val_loss:.4f}"]
-        values += [f"{e.metrics[m]:.4f}" for m in METRICS]
+        values += [f"{e.metrics[m]:.4f}" for m in task.metrics]
         rows.append("| " + " | ".join(values) + " |")
-    return "\n".join(rows)
-
-
-def _per_class_table(confusion: list[list[int]], labels: list[str]) -> str:
-    rows = ["| Class | Precision | Recall | F1 | Support |", "|:------|:---------:|:------:|:--:|:-------:|"]
-    for r in per_class(confusion, labels):
-        rows.append(f"| {r['label']} | {r['precision']:.4f} | {r['recall']:.4f} | {r['f1']:.4f} | {r['support']} |")
-    return "\n".join(rows)
-
-
-def _confusion_table(confusion: list[list[int]], labels: list[str]) -> str:
-    rows = ["| true \\ predicted | " + " | ".join(labels) + " |", "|:--|" + "--:|" * len(labels)]
-    for name, counts in zip(labels, confusion):
-        rows.append(f"| **{name}** | " + " | ".join(str(c) for c in counts) + " |")
     return "\n".join(rows)
 
 
@@ -221,6 +227,15 @@ def _hyperparameters(run: RunHistory, model: dict, data: dict, trainer: dict) ->
     items.append(("num_epochs", trainer.get("max_epochs")))
     if model.get("weight_decay"):
         items.append(("weight_decay", model["weight_decay"]))
+    thresholds = run.facts.get("thresholds")
+    if thresholds:
+        same = len(set(thresholds)) == 1
+        shown = (
+            f"{thresholds[0]:g} for every label"
+            if same
+            else ", ".join(f"{name} {t:g}" for name, t in zip(run.labels, thresholds))
+        )
+        items.append(("decision_threshold", f"{shown} (model.threshold; a label is predicted above it)"))
     weights = run.facts.get("class_weights")
     if weights:
         how = "balanced (from the training labels)" if model.get("class_weights") == "balanced" else "given"

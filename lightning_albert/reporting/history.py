@@ -1,7 +1,8 @@
 """A finished (or killed) run read back from its folder: every validation, and which one was the best.
 
 The numbers come from `metrics.csv` (what the CSV logger wrote, so the card equals it row by row) and
-`report.json` (what `RunFolderWriter` recorded beside it: optimizer steps, confusion matrices, run facts).
+`report.json` (what `RunFolderWriter` recorded beside it: optimizer steps, the task's records, run facts).
+Which metrics a run has is its task's (tasks/).
 """
 
 import csv
@@ -14,8 +15,10 @@ import yaml
 
 from lightning_albert.checkpoints import find_best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
+from lightning_albert.tasks import Task, get_task
+from lightning_albert.tasks.single_label import SingleLabel, per_class
 
-METRICS = ("accuracy", "precision", "recall", "f1")
+METRICS = SingleLabel.metrics  # a single-label run's, the default task's
 
 
 @dataclass
@@ -25,9 +28,14 @@ class Evaluation:
     epoch: int  # 0-based, as Lightning counts
     step: int  # optimizer steps done when it ran
     val_loss: float
-    metrics: dict[str, float]  # accuracy, precision, recall, f1
+    metrics: dict[str, float]  # the task's: accuracy, precision, recall, f1 for single-label
     train_loss: float | None = None  # mean over the epoch's steps, once the epoch has ended
-    confusion_matrix: list[list[int]] | None = None
+    confusion_matrix: list | None = None  # classification: rows true, columns predicted (per label for multi-label)
+    record: dict[str, Any] = field(default_factory=dict)  # what report.json holds for it (the task's record)
+
+    def __post_init__(self) -> None:
+        if self.confusion_matrix is not None and "confusion_matrix" not in self.record:
+            self.record = {**self.record, "confusion_matrix": self.confusion_matrix}
 
 
 @dataclass
@@ -40,7 +48,8 @@ class RunHistory:
     best_checkpoint: Path | None
     facts: dict[str, Any] = field(default_factory=dict)
     test: dict[str, Any] | None = None  # the best checkpoint on the test split, when fit ended by testing it
-    baseline: dict[str, Any] | None = None  # the TF-IDF + LR baseline's scores (baseline.py), when fit made it
+    baseline: dict[str, Any] | None = None  # the TF-IDF baseline's scores (baseline.py), when fit made it
+    task: Task = field(default_factory=lambda: get_task(None))
 
     @property
     def last(self) -> Evaluation | None:
@@ -62,14 +71,15 @@ def read_run(folder: str | Path) -> RunHistory:
         )
     config = yaml.safe_load(config_file.read_text())
     report = json.loads((folder / "report.json").read_text()) if (folder / "report.json").is_file() else {}
-    evaluations = _evaluations(folder / "metrics.csv", report.get("evaluations", []))
+    task = get_task(report.get("task") or (config.get("data") or {}).get("task"))
+    evaluations = _evaluations(folder / "metrics.csv", report.get("evaluations", []), task.metrics)
     best_path, best = _best(folder / "checkpoints", evaluations, config)
     labels = report.get("labels") or []
     facts, test, baseline = report.get("facts", {}), report.get("test"), report.get("baseline")
-    return RunHistory(folder, config, labels, evaluations, best, best_path, facts, test, baseline)
+    return RunHistory(folder, config, labels, evaluations, best, best_path, facts, test, baseline, task)
 
 
-def _evaluations(metrics_csv: Path, recorded: list[dict]) -> list[Evaluation]:
+def _evaluations(metrics_csv: Path, recorded: list[dict], metrics: tuple[str, ...]) -> list[Evaluation]:
     if not metrics_csv.is_file():
         return []
     with open(metrics_csv, newline="") as f:
@@ -84,9 +94,10 @@ def _evaluations(metrics_csv: Path, recorded: list[dict]) -> list[Evaluation]:
                 epoch=epoch,
                 step=record.get("step", int(row["step"]) + 1),
                 val_loss=float(row["val_loss"]),
-                metrics={m: float(row[f"val_{m}"]) for m in METRICS},
+                metrics={m: float(row[f"val_{m}"]) for m in metrics},
                 train_loss=train_loss.get(epoch),
                 confusion_matrix=record.get("confusion_matrix"),
+                record=record,
             )
         )
     return evaluations
@@ -112,15 +123,4 @@ def _best(folder: Path, evaluations: list[Evaluation], config: dict) -> tuple[Pa
     return path, best
 
 
-def per_class(confusion: list[list[int]], labels: list[str]) -> list[dict[str, Any]]:
-    """Precision, recall, F1 and support of each class from a confusion matrix (rows true, columns predicted)."""
-    rows = []
-    for i, name in enumerate(labels):
-        tp = confusion[i][i]
-        predicted = sum(confusion[r][i] for r in range(len(labels)))
-        support = sum(confusion[i])
-        precision = tp / predicted if predicted else 0.0
-        recall = tp / support if support else 0.0
-        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-        rows.append({"label": name, "precision": precision, "recall": recall, "f1": f1, "support": support})
-    return rows
+__all__ = ["METRICS", "Evaluation", "RunHistory", "per_class", "read_run"]

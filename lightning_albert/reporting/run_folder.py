@@ -1,9 +1,11 @@
 """What a fit leaves in its run folder besides Lightning's logs and checkpoints.
 
 tokenizer/       the tokenizer (a trained one exists only in memory until fit starts)
-report.json      per validation: optimizer step and confusion matrix; labels, run facts, how the run ended, and
-                 the best checkpoint's test results when fit ends by testing it
-README.md        the model card, with learning_curves.png, confusion_matrix.png and test_confusion_matrix.png
+report.json      per validation: optimizer step and the task's record (a confusion matrix, or regression's value
+                 pairs); the task, labels, run facts, how the run ended, and the best checkpoint's test results when
+                 fit ends by testing it
+README.md        the model card, with learning_curves.png and the task's pictures (confusion_matrix.png and
+                 test_confusion_matrix.png; regression: predicted_vs_true.png)
 hf_model/        the best checkpoint exported for transformers
 """
 
@@ -47,6 +49,7 @@ class RunFolderWriter(Callback):
                 self._save()
                 return
         self.report = {
+            "task": pl_module.task.name,
             "labels": list(data.labels),
             "facts": {
                 "world_size": trainer.world_size,
@@ -59,20 +62,18 @@ class RunFolderWriter(Callback):
                 "pretraining": pretraining_record(pl_module.hparams.get("pretrained")),
                 # The loss's class weights, as used (`balanced` resolved from the training labels by now).
                 "class_weights": _weights(pl_module),
+                # Multi-label: where a probability becomes a predicted label.
+                "thresholds": pl_module.threshold_list,
             },
             "evaluations": [],
         }
         self._save()
 
     def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero or pl_module.confusion_matrix is None:
+        if trainer.sanity_checking or not trainer.is_global_zero or pl_module.evaluation_record is None:
             return
         self.report["evaluations"].append(
-            {
-                "epoch": trainer.current_epoch,
-                "step": trainer.global_step,
-                "confusion_matrix": pl_module.confusion_matrix.tolist(),
-            }
+            {"epoch": trainer.current_epoch, "step": trainer.global_step, **pl_module.evaluation_record}
         )
         self._save()
 
@@ -103,7 +104,7 @@ class RunFolderWriter(Callback):
 
     def on_test_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """After fit, the CLI tests the best checkpoint: its scores and confusion matrix go on the card."""
-        if not trainer.is_global_zero or not self.report or pl_module.confusion_matrix is None:
+        if not trainer.is_global_zero or not self.report or pl_module.evaluation_record is None:
             return
         checkpoint = trainer.checkpoint_callback
         metrics = {
@@ -114,7 +115,7 @@ class RunFolderWriter(Callback):
             "examples": len(trainer.datamodule.split("test")),
             "loss": metrics.pop("loss"),
             "metrics": metrics,
-            "confusion_matrix": pl_module.confusion_matrix.tolist(),
+            **pl_module.evaluation_record,
         }
         self._save()
         write_report(self.folder)

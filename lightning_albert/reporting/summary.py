@@ -7,9 +7,7 @@ import shlex
 from pathlib import Path
 
 from lightning_albert.reporting.baseline import side_by_side, verdict
-from lightning_albert.reporting.history import METRICS, RunHistory
-
-COLUMNS = ("loss", *METRICS)
+from lightning_albert.reporting.history import RunHistory
 
 
 def fit_summary(run: RunHistory, export: Path | None) -> str:
@@ -26,9 +24,9 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
             rows.append((f"last (epoch {run.last.epoch + 1})", run.last.val_loss, run.last.metrics))
         if run.test:
             rows.append((f"test ({run.test['examples']})", run.test["loss"], run.test["metrics"]))
-        baseline = [(f"TF-IDF + LR {s}", loss, m) for model, s, loss, m in side_by_side(run) if model != "ALBERT"]
+        baseline = [(f"{model} {s}", loss, m) for model, s, loss, m in side_by_side(run) if model != "ALBERT"]
         rows += baseline
-        lines.append(_table(rows))
+        lines.append(_table(rows, run.task.metrics))
         said = verdict(run)
         if said:
             lines.append(said)
@@ -62,11 +60,15 @@ def fit_summary(run: RunHistory, export: Path | None) -> str:
     return "\n".join(lines)
 
 
-def _table(rows: list[tuple[str, float, dict[str, float]]]) -> str:
+def _table(rows: list[tuple[str, float, dict[str, float]]], metrics: tuple[str, ...]) -> str:
+    """The task's metrics, a column each (as wide as its name)."""
     width = max(len(name) for name, _, _ in rows)
-    out = ["  " + " " * width + "".join(f"{c:>11}" for c in COLUMNS)]
-    for name, loss, metrics in rows:
-        out.append(f"  {name:<{width}}" + f"{loss:>11.4f}" + "".join(f"{metrics[m]:>11.4f}" for m in METRICS))
+    columns = ("loss", *metrics)
+    widths = [max(11, len(c) + 2) for c in columns]
+    out = ["  " + " " * width + "".join(f"{c:>{w}}" for c, w in zip(columns, widths))]
+    for name, loss, scores in rows:
+        values = [loss, *(scores[m] for m in metrics)]
+        out.append(f"  {name:<{width}}" + "".join(f"{v:>{w}.4f}" for v, w in zip(values, widths)))
     return "\n".join(out)
 
 

@@ -16,6 +16,7 @@ import shlex
 from pathlib import Path
 
 from lightning_albert.errors import InputError
+from lightning_albert.fit import task_monitor
 from lightning_albert.tune.config import overridden_keys, resolve
 from lightning_albert.tune.space import (
     check_keys,
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> None:
     if searched.keys() != space.keys():
         print(f"Set on the command line, so not searched: {', '.join(k for k in space if k not in searched)}")
     space = searched
+    task_monitor(resolved)  # regression's default is val_loss (min), as fit's
     checkpoint = resolved["checkpoint"]
     metric = args.metric or checkpoint["monitor"] or "val_f1"
     mode = args.mode or (checkpoint["mode"] if metric == checkpoint["monitor"] else None)
