@@ -8,7 +8,7 @@ the data-to-model links, the test of the best checkpoint and the baseline after 
 """
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import EarlyStopping
@@ -108,6 +108,16 @@ class AlbertCLI(TrainingCLI):
                 help="Where to write the predictions CSV (default: predictions.csv in the run's log folder).",
             )
             parser.add_argument("--overwrite", type=bool, default=False, help="Replace an existing --predictions_file.")
+            parser.add_argument(
+                "--runtime",
+                type=Literal["torch", "onnx"],
+                default="torch",
+                help="torch (the checkpoint's model) or onnx: answer with ONNX Runtime from --onnx_model, an "
+                "`export --format onnx [--quantize int8]` folder of the same checkpoint (often faster on a CPU).",
+            )
+            parser.add_argument(
+                "--onnx_model", type=str | None, default=None, help="With --runtime onnx: the ONNX export folder."
+            )
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
@@ -140,6 +150,11 @@ class AlbertCLI(TrainingCLI):
         # Unset, or the one the run was trained with: use the checkpoint's copy (no hub, no moved folder).
         if not data.get("tokenizer") or data["tokenizer"] == state.get("tokenizer_source"):
             data["tokenizer"] = self.checkpoint_tokenizer(settings.get("ckpt_path"))
+
+    def after_instantiate_classes(self) -> None:
+        super().after_instantiate_classes()
+        if self.subcommand == "predict" and self.settings.get("runtime") == "onnx":
+            self.model.runtime = onnx_runtime(self.settings.get("onnx_model"), self.datamodule.labels)
 
     def command_callbacks(self, settings: dict[str, Any]) -> list[Callback]:
         if self.subcommand == "predict":
@@ -215,3 +230,21 @@ def task_monitor(settings: dict[str, Any]) -> None:
             f"checkpoint.mode: {checkpoint.get('mode')} with checkpoint.monitor {monitor} keeps the worst checkpoint; "
             f"set checkpoint.mode: {best}."
         )
+
+
+def onnx_runtime(folder: str | None, labels: list[str]):
+    """An ONNX Runtime session of `folder` for predict, refused unless it is an ONNX export of these labels."""
+    from transformers import AutoConfig
+
+    from lightning_albert.onnx_export import OnnxClassifier, is_onnx_folder
+
+    if not folder or not is_onnx_folder(Path(folder)):
+        raise InputError(
+            f"--runtime onnx needs --onnx_model, an `export --format onnx` folder (with model.onnx); got {folder}. "
+            "Write one with: python -m lightning_albert export <run or checkpoint> <folder> --format onnx"
+        )
+    config = AutoConfig.from_pretrained(folder, local_files_only=True)
+    exported = [config.id2label[i] for i in range(config.num_labels)]
+    if exported != list(labels):
+        raise InputError(f"--onnx_model {folder} answers for labels {exported}, but the checkpoint has {labels}.")
+    return OnnxClassifier(Path(folder))

@@ -3,6 +3,7 @@ and the metrics it reports per stage (torchmetrics, so DDP figures are exact). W
 the metrics, the outputs) is the task's (tasks/)."""
 
 import time
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -109,6 +110,8 @@ class AlbertClassifier(LightningModule):
             # checkpoints and the export do not depend on whether the run compiled.
             self.model.compile(dynamic=True)
         self._first_step_started: float | None = None  # to report the compile time once
+        # Another runtime's forward (predict --runtime onnx: an ONNX Runtime session), in place of the torch model's.
+        self.runtime: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None
 
         self.val_metrics = self.task.metric_collection(num_labels, "val_")
         self.test_metrics = self.task.metric_collection(num_labels, "test_")
@@ -126,6 +129,8 @@ class AlbertClassifier(LightningModule):
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Logits for a batch from the DataModule (extra keys such as `labels` and `row` are ignored)."""
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        if self.runtime is not None:
+            return self.runtime(inputs).to(self.device)
         return self.model(**inputs).logits
 
     def setup(self, stage: str) -> None:

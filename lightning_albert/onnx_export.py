@@ -1,6 +1,6 @@
 """The ONNX form of an export: `model.onnx` beside the transformers config and tokenizer, for ONNX Runtime on
 machines without PyTorch, optionally with int8 weights (ONNX Runtime's dynamic quantization); and answering from
-such a folder (`serve`).
+such a folder (`serve`, and `predict --runtime onnx`).
 
     python -m lightning_albert export <checkpoint | run folder> <output> --format onnx [--quantize int8]
 
@@ -87,8 +87,14 @@ class OnnxClassifier:
             raise InputError(f"{path}: takes {self.inputs}, not {list(INPUTS)}: export it again.")
 
     def __call__(self, encoded) -> torch.Tensor:
-        """Logits of a tokenizer's output (`return_tensors="np"` or "pt"; token_type_ids included)."""
-        feed = {name: np.asarray(encoded[name], dtype=np.int64) for name in self.inputs}
+        """Logits of a tokenizer's output or a DataModule batch (numpy arrays or CPU tensors); without
+        token_type_ids (single texts), segment 0 throughout, as the torch model assumes."""
+        feed = {}
+        for name in self.inputs:
+            if name == "token_type_ids" and name not in encoded:
+                feed[name] = np.zeros_like(np.asarray(encoded["input_ids"], dtype=np.int64))
+            else:
+                feed[name] = np.asarray(encoded[name], dtype=np.int64)
         return torch.from_numpy(self.session.run(["logits"], feed)[0])
 
 

@@ -7,6 +7,10 @@ Requests are JSON: `{"text": "..."}` answers the task's prediction (tasks/): `{"
 thresholds) or `{"value": x}` (regression); `{"text": ["...", "..."]}` answers `{"predictions": [...]}` in request
 order. A sentence-pair model needs `"text_pair"` of the same shape. Texts are truncated at the exported
 tokenizer's `model_max_length`, the run's `data.max_length`, so the answers are those of `predict`.
+
+LitServe gathers concurrent requests into one batch (up to `--max_batch_size`); their texts are sorted by length
+and run `FORWARD_BATCH` at a time, as `predict` runs its sorted batches, so a short text is not padded to a long
+one's length. Each worker times itself on start-up and says its throughput in one line.
 """
 
 import argparse
@@ -15,6 +19,7 @@ import secrets
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -43,6 +48,10 @@ except ImportError:
     raise InputError("serve needs LitServe: pip install 'lightning-albert[serve]'.") from None
 
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "spiece.model")
+# Texts per forward pass, after sorting a batch's texts by length: on a CPU a batch of 8 runs each text nearly as
+# fast as one of 32, and 8 texts sorted by length pad far less than 32 arrivals in request order.
+FORWARD_BATCH = 8
+SELF_TEST = "The model answers texts like this one, a sentence of about the length that people send in requests."
 _KEY_REFUSED = "missing or wrong X-API-Key header."
 _SOURCE_HELP = (
     "Give a run folder (runs/<name>/lightning_logs/version_N), a .ckpt file, or an exported folder "
@@ -107,6 +116,22 @@ class AlbertAPI(ls.LitAPI):
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.task = task_of_config(config)
         self.thresholds = getattr(config, "thresholds", None)  # multi-label: written by export
+        self._self_test()
+
+    def _self_test(self) -> None:
+        """Time a full batch of a typical text (after one warm-up batch) and say the throughput in one line."""
+        texts = [SELF_TEST] * self.max_batch_size
+        pairs = texts if self.pairs else None
+        self._outputs(texts, pairs)
+        started = time.perf_counter()
+        self._outputs(texts, pairs)
+        seconds = time.perf_counter() - started
+        runtime = "ONNX Runtime" if self.onnx else f"torch, {torch.get_num_threads()} threads"
+        print(
+            f"Self-test: {len(texts) / seconds:.1f} texts/s on {self.device} ({runtime}; {len(texts)} texts of "
+            f"{len(self.tokenizer(SELF_TEST, truncation=True)['input_ids'])} tokens, {FORWARD_BATCH} per forward pass).",
+            flush=True,
+        )
 
     def authorize(self, x_api_key: str | None = Header(default=None)) -> None:
         """LitServe's hook for its own routes (a FastAPI dependency), behind `_RequireKey`: it also documents
@@ -147,26 +172,36 @@ class AlbertAPI(ls.LitAPI):
         accepted = [r for r in requests if isinstance(r, _Texts)]
         texts = [t for r in accepted for t in r.texts]
         pairs = [p for r in accepted for p in r.pairs] if self.pairs else None
-        outputs: list[list[float]] = []
-        step = self.max_batch_size
-        with torch.inference_mode():
-            for start in range(0, len(texts), step):
-                inputs = self.tokenizer(
-                    texts[start : start + step],
-                    pairs[start : start + step] if pairs else None,
-                    truncation=True,
-                    max_length=self.tokenizer.model_max_length,  # the run's data.max_length (see export)
-                    padding=True,
-                    return_token_type_ids=pairs is not None or self.onnx,  # the ONNX graph takes all three
-                    return_tensors="np" if self.onnx else "pt",
-                )
-                logits = self.model(inputs) if self.onnx else self.model(**inputs.to(self.device)).logits
-                outputs += self.task.outputs(logits).tolist()
-        answers = iter(outputs)
+        answers = iter(self._outputs(texts, pairs))
         outputs = [  # one per request, in request order
             _Answer([next(answers) for _ in r.texts], r.is_list) if isinstance(r, _Texts) else r for r in requests
         ]
         return outputs if isinstance(batch, list) else outputs[0]
+
+    def _outputs(self, texts: list[str], pairs: list[str] | None) -> list[list[float]]:
+        """The task's outputs for each text, in order: tokenized once, sorted by length, FORWARD_BATCH at a time."""
+        if not texts:  # a batch of rejected requests only
+            return []
+        encoded = self.tokenizer(
+            texts,
+            pairs,
+            truncation=True,
+            max_length=self.tokenizer.model_max_length,  # the run's data.max_length (see export)
+            return_token_type_ids=pairs is not None or self.onnx,  # the ONNX graph takes all three
+        )
+        order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+        outputs: list[list[float]] = [[] for _ in texts]
+        with torch.inference_mode():
+            for start in range(0, len(order), FORWARD_BATCH):
+                rows = order[start : start + FORWARD_BATCH]
+                inputs = self.tokenizer.pad(
+                    {key: [values[i] for i in rows] for key, values in encoded.items()},
+                    return_tensors="np" if self.onnx else "pt",
+                )
+                logits = self.model(inputs) if self.onnx else self.model(**inputs.to(self.device)).logits
+                for i, output in zip(rows, self.task.outputs(logits).tolist()):
+                    outputs[i] = output
+        return outputs
 
     def encode_response(self, output: _Answer | _Rejected) -> Any:
         if isinstance(output, _Rejected):

@@ -305,6 +305,12 @@ def read_dataset(source: str, config: str | None, split: str | None) -> Table:
     if not loaded.num_rows:
         raise InputError(f"{where}: has no rows of data.")
     names = {c: f.names for c, f in loaded.features.items() if isinstance(f, datasets.ClassLabel)}
+    # Multi-label columns: a sequence of ClassLabel ids (Sequence in datasets 2-3, List from 4).
+    names |= {
+        c: f.feature.names
+        for c, f in loaded.features.items()
+        if isinstance(getattr(f, "feature", None), datasets.ClassLabel)
+    }
     lines = np.arange(1, loaded.num_rows + 1)
     source = Path(source) if Path(source).is_dir() else None
     return Table(where, loaded.to_dict(), lines, unit="row", class_names=names, source=source)

@@ -89,3 +89,57 @@ def test_quantize_without_onnx_and_a_missing_onnx_runtime_are_one_line(run, tmp_
     with pytest.raises(InputError, match=r"pip install 'lightning-albert\[onnx\]'"):
         export.export_checkpoint(run / "checkpoints" / "last.ckpt", tmp_path / "out", format="onnx")
     assert not (tmp_path / "out").exists()
+
+
+def test_predict_with_the_onnx_runtime_answers_as_torch_and_int8_keeps_the_labels(fitted, tmp_path, monkeypatch):
+    """`predict --runtime onnx` on the exports of the shared run's best checkpoint (225 phrasebank texts, many longer
+    than its max_length): float32 within 1e-4 of torch's predict, int8 with the same label on nearly all."""
+    from conftest import read_csv
+
+    from lightning_albert.cli import main
+
+    monkeypatch.setattr("sys.argv", ["lightning_albert"])
+    best = next((fitted / "checkpoints").glob("best-*.ckpt"))
+    exports = {
+        "float32": export.export_checkpoint(best, tmp_path / "f32", format="onnx"),
+        "int8": export.export_checkpoint(best, tmp_path / "i8", format="onnx", quantize="int8"),
+    }
+    rows = {}
+    for name, runtime in [
+        ("torch", []),
+        *((k, ["--runtime", "onnx", "--onnx_model", str(v)]) for k, v in exports.items()),
+    ]:
+        out = tmp_path / f"{name}.csv"
+        main(["predict", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best", "--predictions_file", str(out),
+              "--trainer.default_root_dir", str(tmp_path / name), *runtime])  # fmt: skip
+        rows[name] = read_csv(out)
+    columns = [c for c in rows["torch"][0] if c.startswith("prob_")]
+    assert len(rows["torch"]) == 225
+    for a, b in zip(rows["torch"], rows["float32"]):
+        assert a["label"] == b["label"] and a["text"] == b["text"]
+        assert max(abs(float(a[c]) - float(b[c])) for c in columns) < 1e-4
+    agreement = np.mean([a["label"] == b["label"] for a, b in zip(rows["torch"], rows["int8"])])
+    assert agreement >= 0.95, agreement
+    assert any(float(a[c]) != float(b[c]) for a, b in zip(rows["torch"], rows["int8"]) for c in columns)  # int8 it is
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragment"),
+    [([], "--runtime onnx needs --onnx_model, an `export --format onnx` folder"),
+     (["--onnx_model", "{tmp}"], "--runtime onnx needs --onnx_model"),
+     (["--onnx_model", "{other}"], "answers for labels")],
+    ids=["no folder", "not an onnx folder", "other labels"],
+)  # fmt: skip
+def test_predict_on_a_wrong_onnx_folder_is_one_line(fitted, run, tmp_path, capsys, monkeypatch, extra, fragment):
+    from conftest import assert_clear_error
+
+    monkeypatch.setattr("sys.argv", ["lightning_albert"])
+    other = export.export_checkpoint(run / "checkpoints" / "last.ckpt", tmp_path / "other", format="onnx")
+    other_config = AutoConfig.from_pretrained(other)
+    other_config.id2label = {i: f"class {i}" for i in range(other_config.num_labels)}
+    other_config.save_pretrained(other)
+    extra = [a.replace("{tmp}", str(tmp_path)).replace("{other}", str(other)) for a in extra]
+    args = ["predict", "--config", str(fitted / "config.yaml"), "--ckpt_path", "best", "--runtime", "onnx"]
+    code, err = run_main([*args, "--predictions_file", str(tmp_path / "p.csv"), *extra], capsys)
+    assert_clear_error(code, err, [fragment])
+    assert not (tmp_path / "p.csv").exists()

@@ -137,6 +137,14 @@ def single(fitted, tmp_path_factory):
     assert server.stop() == 0, server.log.read_text()[-3000:]
 
 
+def test_each_worker_says_its_throughput_on_start_up(single):
+    """The self-test line: a measured rate, on the device, with what was timed."""
+    _, _, server = single
+    (line,) = [line for line in server.log.read_text().splitlines() if line.startswith("Self-test:")]
+    rate = float(line.split()[1])
+    assert rate > 0 and "texts/s on cpu (torch" in line and "4 texts of" in line, line
+
+
 def test_the_run_truncates_and_each_text_has_its_own_answer(single):
     run, rows, server = single
     tokenizer = json.loads((run / "hf_model" / "tokenizer_config.json").read_text())

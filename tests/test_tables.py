@@ -121,6 +121,27 @@ def test_datasets_folders_from_save_to_disk(tmp_path):
     assert report["facts"]["validation_examples"] == 6
 
 
+def test_multi_label_lists_in_parquet_and_in_a_datasets_sequence_of_class_labels(tmp_path):
+    """The two list forms of multi-label data: names in a Parquet list column, ids in Sequence(ClassLabel)."""
+    names = ["anger", "joy", "sadness"]
+    sets = [[0], [1, 2], [], [2], [0, 1]]
+    texts = [f"text {i}" for i in range(len(sets))]
+    pyarrow_parquet.write_table(
+        pytest.importorskip("pyarrow").table({"text": texts, "label": [[names[i] for i in s] for s in sets]}),
+        tmp_path / "lists.parquet",
+    )
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.Sequence(datasets.ClassLabel(names=names))}
+    )
+    datasets.Dataset.from_dict({"text": texts, "label": sets}, features=features).save_to_disk(str(tmp_path / "ds"))
+    expected = [[int(i in s) for i in range(3)] for s in sets]
+    for train in (tmp_path / "lists.parquet", tmp_path / "ds"):
+        data = TextClassificationDataModule(train_file=str(train), task="multi_label", val_split=0.0)
+        table = data.table("train")
+        assert data.labels == names, train
+        assert data._targets(table, list(range(len(sets)))).tolist() == expected, train
+
+
 @pytest.mark.parametrize("name", ["financial_phrasebank_allagree", "tweeteval_emotion", "sst5"])
 def test_shared_data_sets_read_the_same_through_every_format(tmp_path, name, shared_data):
     """Converted on the fly from the shared CSVs: every format must give the same token ids and labels."""
