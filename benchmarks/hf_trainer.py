@@ -80,6 +80,11 @@ def main() -> None:
     parser.add_argument("--eval-batch-size", type=int, default=None, help="default: --batch-size")
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--torch-compile",
+        action="store_true",
+        help="TrainingArguments(torch_compile=True), as a Trainer user at their best",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     best = args.mode == "best"
@@ -129,6 +134,7 @@ def main() -> None:
         seed=42,
         use_cpu=True,
         bf16=best,
+        torch_compile=args.torch_compile,
         train_sampling_strategy="group_by_length" if best else "random",
         eval_strategy="no",
         save_strategy="no",

@@ -1,24 +1,34 @@
-"""Inference speed of an export against a transformers pipeline on it, side by side in one sitting.
+"""Inference speed of a run, every way it answers, against a transformers pipeline on its export, in one sitting.
 
     python benchmarks/inference.py --run <run folder>                 # a run of the albert-base-v2 architecture
-    python benchmarks/inference.py --run <run folder> --texts 64 --rounds 1 --output /tmp/inference.md  # the harness
+    python benchmarks/inference.py --run <run folder> --texts 24 --rounds 1 --output /tmp/inference.md  # the harness
 
-Rows: `transformers.pipeline(model=<run>/hf_model, batch_size=32, truncation=True)` (float32, the baseline), and
-ONNX Runtime on `export --format onnx` (float32) and `--quantize int8`, fed length-sorted batches of 32 with the
-order restored (what `predict` does). Every row reads the same test texts of financial_phrasebank_allagree, in
-interleaved rounds (forward order, then reversed), on `--threads` threads; each figure is a median over rounds.
-Label agreement and the largest probability difference are against the pipeline's answers.
-
-Not rows yet (issue #27): `predict` itself, `serve` under concurrent clients, bf16 and torch.compile.
+Rows, each on the same test texts of financial_phrasebank_allagree, in interleaved rounds (forward order, then
+reversed), on `--threads` threads; each figure is a median over rounds:
+- `transformers.pipeline(model=<run>/hf_model, truncation=True)`, batch_size 1 and 32 (float32; 32 is the
+  baseline of every ratio);
+- `predict` as a user runs it (`main(["predict", ...])` in this process: its Trainer, the run's checkpoint, the
+  DataModule's length-sorted batches, the CSV written), with PyTorch and with `--runtime onnx` on
+  `export --format onnx` (float32) and `--quantize int8`;
+- `serve` of the export, asked over HTTP on 127.0.0.1 by 1, 8 and 32 concurrent clients, one text per request,
+  every text once per round (and the int8 ONNX export at 32 clients); p50 / p95 are per-request latencies, the
+  peak RSS is the server's process tree's.
+Label agreement and the largest probability difference are against float32 `predict`.
 """
 
 import argparse
 import csv
+import json
+import os
 import platform
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -29,48 +39,121 @@ REPO = Path(__file__).resolve().parent.parent
 SHARED = REPO.parent / "shared"
 TEXTS = SHARED / "data" / "financial_phrasebank_allagree" / "test.csv"
 BATCH = 32
+CLIENTS = (1, 8, 32)
 
 
-def pipeline_row(folder: Path, texts: list[str]):
+class Row:
+    """One way of answering: `run()` gives (probabilities per text, per-request latencies or None)."""
+
+    def __init__(self, name: str, run, labels: list[str]):
+        self.name, self.run, self.labels = name, run, labels
+        self.seconds: list[float] = []
+        self.latencies: list[float] = []
+        self.answers: np.ndarray | None = None
+        self.rss_mb: float | None = None
+
+
+def pipeline_row(folder: Path, texts: list[str], batch_size: int):
     from transformers import pipeline
 
     classify = pipeline("text-classification", model=str(folder), top_k=None, device="cpu")
+    labels = list(classify.model.config.id2label.values())
 
-    def run() -> np.ndarray:
-        out = classify(texts, batch_size=BATCH, truncation=True)
-        labels = list(classify.model.config.id2label.values())
-        return np.array([[next(s["score"] for s in row if s["label"] == name) for name in labels] for row in out])
+    def run():
+        out = classify(texts, batch_size=batch_size, truncation=True)
+        return np.array([[next(s["score"] for s in row if s["label"] == name) for name in labels] for row in out]), None
 
     return run
 
 
-def onnx_row(folder: Path, texts: list[str]):
-    from transformers import AutoTokenizer
+def predict_row(run_folder: Path, checkpoint: Path, texts_file: Path, work: Path, *runtime: str):
+    from lightning_albert.cli import main
 
-    from lightning_albert.onnx_export import OnnxClassifier
+    out = work / f"predictions-{'-'.join(runtime[1::2]).replace('/', '_') or 'torch'}.csv"
 
-    model, tokenizer = OnnxClassifier(folder), AutoTokenizer.from_pretrained(folder)
+    def run():
+        main(["predict", "--config", str(run_folder / "config.yaml"), "--ckpt_path", str(checkpoint),
+              "--data.predict_file", str(texts_file), "--predictions_file", str(out), "--overwrite", "true",
+              "--trainer.default_root_dir", str(work / "runs"), "--trainer.enable_progress_bar", "false",
+              *runtime])  # fmt: skip
+        with open(out, newline="", encoding="utf-8") as f:
+            rows = list(csv.DictReader(f))
+        return np.array([[float(r[k]) for k in r if k.startswith("prob_")] for r in rows]), None
 
-    def run() -> np.ndarray:
-        lengths = [len(ids) for ids in tokenizer(texts, truncation=True)["input_ids"]]
-        order = sorted(range(len(texts)), key=lengths.__getitem__)
-        probabilities = np.zeros((len(texts), 0))
-        for start in range(0, len(order), BATCH):
-            rows = order[start : start + BATCH]
-            encoded = tokenizer([texts[i] for i in rows], truncation=True, padding=True, return_token_type_ids=True,
-                                return_tensors="np")  # fmt: skip
-            p = model(encoded).softmax(-1).numpy()
-            if probabilities.shape[1] == 0:
-                probabilities = np.zeros((len(texts), p.shape[1]))
-            probabilities[rows] = p
-        return probabilities
+    return run
+
+
+class Server:
+    """`python -m lightning_albert serve <folder>` on a free port of 127.0.0.1."""
+
+    def __init__(self, folder: Path, threads: int, log: Path):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1"}
+        self.log = open(log, "wb")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "lightning_albert", "serve", str(folder), "--port", str(self.port),
+             "--max_batch_size", str(BATCH)],
+            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while not self._healthy():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise SystemExit(f"serve did not come up:\n{Path(log).read_text()[-3000:]}")
+            time.sleep(0.5)
+
+    def _healthy(self) -> bool:
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2).status == 200
+        except OSError:
+            return False
+
+    def ask(self, text: str) -> tuple[dict, float]:
+        body = json.dumps({"text": text}).encode()
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/predict", body, {"Content-Type": "application/json"}
+        )
+        started = time.perf_counter()
+        with urllib.request.urlopen(request, timeout=600) as response:
+            answer = json.loads(response.read())
+        return answer, time.perf_counter() - started
+
+    def peak_rss_mb(self) -> float:
+        """VmHWM summed over the server and its worker processes."""
+        total, pids = 0, [self.process.pid]
+        while pids:
+            pid = pids.pop()
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                total += int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+                for task in Path(f"/proc/{pid}/task").iterdir():
+                    pids += [int(c) for c in (task / "children").read_text().split()]
+            except (OSError, StopIteration):
+                continue
+        return total / 1024
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=60)
+        self.log.close()
+
+
+def serve_row(server: Server, texts: list[str], labels: list[str], clients: int):
+    def run():
+        with ThreadPoolExecutor(clients) as pool:
+            answered = list(pool.map(server.ask, texts))
+        probabilities = np.array([[a["probabilities"][name] for name in labels] for a, _ in answered])
+        return probabilities, [seconds for _, seconds in answered]
 
     return run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="a fit run folder (its hf_model and best checkpoint)")
+    parser.add_argument("--run", type=Path, required=True, help="a fit run folder (its hf_model and checkpoint)")
     parser.add_argument("--texts", type=int, default=0, help="test texts to read (default: all)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -78,47 +161,111 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
+    from transformers import AutoConfig
+
     from lightning_albert.export import export_checkpoint
 
     with open(TEXTS, newline="", encoding="utf-8") as f:
         texts = [row["text"] for row in csv.DictReader(f)]
     texts = texts[: args.texts] if args.texts else texts
     checkpoint = next((args.run / "checkpoints").glob("best-*.ckpt"), args.run / "checkpoints" / "last.ckpt")
+    config = AutoConfig.from_pretrained(args.run / "hf_model")
+    labels = [config.id2label[i] for i in range(config.num_labels)]
+    servers: list[Server] = []
     with tempfile.TemporaryDirectory() as tmp:
-        rows = {
-            "pipeline(batch_size=32), float32": pipeline_row(args.run / "hf_model", texts),
-            "ONNX Runtime, float32": onnx_row(export_checkpoint(checkpoint, Path(tmp) / "f32", format="onnx"), texts),
-            "ONNX Runtime, int8": onnx_row(
-                export_checkpoint(checkpoint, Path(tmp) / "i8", format="onnx", quantize="int8"), texts
-            ),
-        }
-        seconds: dict[str, list[float]] = {name: [] for name in rows}
-        answers: dict[str, np.ndarray] = {}
-        for r in range(args.rounds):
-            for name in list(rows) if r % 2 == 0 else reversed(list(rows)):
-                started = time.perf_counter()
-                answers[name] = rows[name]()
-                seconds[name].append(time.perf_counter() - started)
-    baseline = next(iter(rows))
-    reference = answers[baseline]
-    base_speed = len(texts) / statistics.median(seconds[baseline])
+        tmp = Path(tmp)
+        texts_file = tmp / "texts.csv"
+        with open(texts_file, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text",), *((t,) for t in texts)])
+        float32 = export_checkpoint(checkpoint, tmp / "f32", format="onnx")
+        int8 = export_checkpoint(checkpoint, tmp / "i8", format="onnx", quantize="int8")
+        (tmp / "predict").mkdir()
+        try:
+            servers = [Server(args.run / "hf_model", args.threads, tmp / "serve.log"),
+                       Server(int8, args.threads, tmp / "serve-int8.log")]  # fmt: skip
+            made = {
+                "pipeline(batch_size=32), float32": pipeline_row(args.run / "hf_model", texts, BATCH),
+                "pipeline(batch_size=1), float32": pipeline_row(args.run / "hf_model", texts, 1),
+                "predict, float32": predict_row(args.run, checkpoint, texts_file, tmp / "predict"),
+                "predict --runtime onnx, float32": predict_row(
+                    args.run, checkpoint, texts_file, tmp / "predict", "--runtime", "onnx", "--onnx_model", str(float32)
+                ),
+                "predict --runtime onnx, int8": predict_row(
+                    args.run, checkpoint, texts_file, tmp / "predict", "--runtime", "onnx", "--onnx_model", str(int8)
+                ),
+                **{
+                    f"serve, {n} client{'s' if n > 1 else ''}": serve_row(servers[0], texts, labels, n) for n in CLIENTS
+                },
+                "serve ONNX int8, 32 clients": serve_row(servers[1], texts, labels, 32),
+            }
+            rows = [Row(name, run, labels) for name, run in made.items()]
+            for server in servers:  # each worker's first answers (and LitServe's) are not what is timed
+                serve_row(server, texts[:8], labels, 8)()
+            for r in range(args.rounds):
+                for row in rows if r % 2 == 0 else reversed(rows):
+                    started = time.perf_counter()
+                    row.answers, latencies = row.run()
+                    row.seconds.append(time.perf_counter() - started)
+                    row.latencies += latencies or []
+            for row in rows:
+                if row.name.startswith("serve"):
+                    row.rss_mb = servers[1 if "ONNX" in row.name else 0].peak_rss_mb()
+            self_tests = [_self_test(server.log.name) for server in servers]
+        finally:
+            for server in servers:
+                server.stop()
+    write_table(args, rows, texts, self_tests)
+
+
+def _self_test(log: str) -> str:
+    return next((line for line in Path(log).read_text().splitlines() if line.startswith("Self-test:")), "")
+
+
+def write_table(args, rows: list[Row], texts: list[str], self_tests: list[str]) -> None:
+    speed = {row.name: len(texts) / statistics.median(row.seconds) for row in rows}
+    baseline, reference = rows[0].name, next(r for r in rows if r.name == "predict, float32")
     lines = [
         f"# Inference, {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
         "",
-        f"{platform.processor() or platform.machine()}, {args.threads} threads; {len(texts)} texts of {TEXTS.name} "
-        f"({TEXTS.parent.name}); run {args.run}; median of {args.rounds} interleaved rounds.",
+        f"{platform.processor() or platform.machine()} ({_cpu()}), {args.threads} threads; {len(texts)} texts of "
+        f"{TEXTS.name} ({TEXTS.parent.name}); run {args.run}; median of {args.rounds} interleaved rounds; "
+        f"this process's peak RSS {_rss_mb():.0f} MB.",
         "",
-        "| row | texts/s | vs pipeline | labels equal to pipeline | largest probability difference |",
-        "|---|---:|---:|---:|---:|",
+        "| row | texts/s | vs pipeline(32) | vs predict | p50 / p95 latency | peak RSS | labels equal to predict "
+        "| largest probability difference |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name in rows:
-        speed = len(texts) / statistics.median(seconds[name])
-        agree = float(np.mean(answers[name].argmax(1) == reference.argmax(1)))
-        diff = float(np.abs(answers[name] - reference).max())
-        lines.append(f"| {name} | {speed:.1f} | {speed / base_speed:.2f}x | {agree:.2%} | {diff:.1e} |")
+    for row in rows:
+        agree = float(np.mean(row.answers.argmax(1) == reference.answers.argmax(1)))
+        diff = float(np.abs(row.answers - reference.answers).max())
+        latency = (
+            f"{np.percentile(row.latencies, 50) * 1000:.0f} / {np.percentile(row.latencies, 95) * 1000:.0f} ms"
+            if row.latencies
+            else ""
+        )
+        rss = f"{row.rss_mb:.0f} MB" if row.rss_mb else ""
+        lines.append(
+            f"| {row.name} | {speed[row.name]:.1f} | {speed[row.name] / speed[baseline]:.2f}x | "
+            f"{speed[row.name] / speed[reference.name]:.2f}x | {latency} | {rss} | {agree:.2%} | {diff:.1e} |"
+        )
+    lines += ["", *(f"serve's own line: `{line}`" for line in self_tests if line)]
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def _cpu() -> str:
+    try:
+        model = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name"))
+        return model.split(":", 1)[1].strip()
+    except (OSError, StopIteration):
+        return "unknown CPU"
+
+
+def _rss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 if __name__ == "__main__":

@@ -68,6 +68,13 @@ ROWS = [
         "hf",
         ["--mode", "best", "--eval-batch-size", "32"],
     ),
+    # The Trainer's own torch.compile switch on top (issue 27): what a Trainer user at their best would also set.
+    Row(
+        "hf-best-compile",
+        "HF Trainer at its best, torch_compile=True",
+        "hf",
+        ["--mode", "best", "--eval-batch-size", "32", "--torch-compile"],
+    ),
 ]
 BASELINE = "hf-best"
 

@@ -151,7 +151,7 @@ def test_learning_bad_variant_or_row_is_named(variants, selected, named):
         table_rows(variants, selected)
 
 
-def test_the_inference_benchmark_runs_end_to_end_and_its_float32_onnx_row_agrees(fitted, tmp_path):
+def test_the_inference_benchmark_runs_end_to_end_and_its_rows_agree_with_predict(fitted, tmp_path):
     import subprocess
     import sys
 
@@ -163,9 +163,18 @@ def test_the_inference_benchmark_runs_end_to_end_and_its_float32_onnx_row_agrees
          "--output", str(output)],
         cwd=REPO, check=True, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
-    rows = {line.split(" | ")[0].strip("| "): line.split(" | ")[1:] for line in output.read_text().splitlines()
-            if line.startswith("| ") and "texts/s" not in line}  # fmt: skip
-    assert list(rows) == ["pipeline(batch_size=32), float32", "ONNX Runtime, float32", "ONNX Runtime, int8"]
-    assert rows["pipeline(batch_size=32), float32"][1] == "1.00x"
-    agree, diff = rows["ONNX Runtime, float32"][2], float(rows["ONNX Runtime, float32"][3].strip(" |"))
-    assert agree == "100.00%" and diff < 1e-4  # the same answers as the pipeline on the same export
+    table = output.read_text()
+    rows = {line.split(" | ")[0].strip("| "): [c.strip(" |") for c in line.split(" | ")[1:]]
+            for line in table.splitlines() if line.startswith("| ") and "texts/s" not in line}  # fmt: skip
+    assert list(rows) == [
+        "pipeline(batch_size=32), float32", "pipeline(batch_size=1), float32", "predict, float32",
+        "predict --runtime onnx, float32", "predict --runtime onnx, int8",
+        "serve, 1 client", "serve, 8 clients", "serve, 32 clients", "serve ONNX int8, 32 clients",
+    ]  # fmt: skip
+    assert rows["pipeline(batch_size=32), float32"][1] == "1.00x" and rows["predict, float32"][2] == "1.00x"
+    for name in ("pipeline(batch_size=32), float32", "predict --runtime onnx, float32", "serve, 32 clients"):
+        agree, diff = rows[name][5], float(rows[name][6])
+        assert agree == "100.00%" and diff < 1e-4, name  # the same answers as predict, from the same checkpoint
+    latency, rss = rows["serve, 32 clients"][3], rows["serve, 32 clients"][4]
+    assert latency.endswith(" ms") and rss.endswith(" MB")
+    assert "serve's own line: `Self-test:" in table
