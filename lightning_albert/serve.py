@@ -127,9 +127,10 @@ class AlbertAPI(ls.LitAPI):
         self._outputs(texts, pairs)
         seconds = time.perf_counter() - started
         runtime = "ONNX Runtime" if self.onnx else f"torch, {torch.get_num_threads()} threads"
+        tokens = len(self.tokenizer(SELF_TEST, truncation=True)["input_ids"])
         print(
             f"Self-test: {len(texts) / seconds:.1f} texts/s on {self.device} ({runtime}; {len(texts)} texts of "
-            f"{len(self.tokenizer(SELF_TEST, truncation=True)['input_ids'])} tokens, {FORWARD_BATCH} per forward pass).",
+            f"{tokens} tokens, {FORWARD_BATCH} per forward pass).",
             flush=True,
         )
 
