@@ -172,6 +172,19 @@ def fit_args(folder: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+def write_splits(folder: Path, train: list[tuple[str, str]], validation: list[tuple[str, str]]) -> None:
+    """train.csv and validation.csv of (text, label) rows, as fit_args reads them."""
+    for name, rows in (("train.csv", train), ("validation.csv", validation)):
+        with open(folder / name, "w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("text", "label"), *rows])
+
+
+@pytest.fixture
+def typed_at_a_shell(monkeypatch):
+    """As if typed at a shell: LightningCLI warns when it sees pytest's own arguments beside `args`."""
+    monkeypatch.setattr("sys.argv", ["lightning_albert"])
+
+
 def run_main(args: list[str], capsys) -> tuple[int, str]:
     """`main(args)` in this process, as `python -m lightning_albert` runs it: its exit status and stderr."""
     from lightning_albert.cli import main  # here, not at the top: torch reads the thread settings above on import
@@ -220,9 +233,7 @@ def markdown_table(card: str, heading: str) -> list[list[str]]:
 
 def write_good_splits(folder: Path) -> None:
     """train.csv and validation.csv of the hand-written GOOD rows, as fit_args reads them."""
-    for name in ("train", "validation"):
-        with open(folder / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *GOOD])
+    write_splits(folder, GOOD, GOOD)
 
 
 # Real data shaped as the other tasks, for the multi-label and regression tests (test_tasks_*, test_distributed).

@@ -25,7 +25,10 @@ from conftest import (
     run_cli,
     run_main,
     tiny_model_args,
+    write_splits,
 )
+
+pytestmark = pytest.mark.usefixtures("typed_at_a_shell")
 
 MAX_LENGTH = 40
 ROWS = {"train": 360, "validation": 101, "test": 90}  # 101: uneven over 2 processes and over batches
@@ -196,18 +199,6 @@ def test_a_delimited_column_a_json_list_and_one_column_per_label_read_alike(tmp_
         assert targets.dtype == np.float32
 
 
-@pytest.fixture(autouse=True)
-def _argv(monkeypatch):
-    """As if typed at a shell: LightningCLI warns when it sees pytest's own arguments beside `args`."""
-    monkeypatch.setattr("sys.argv", ["lightning_albert"])
-
-
-def _files(folder: Path, train: list[tuple[str, str]], validation: list[tuple[str, str]]) -> None:
-    for name, rows in (("train.csv", train), ("validation.csv", validation)):
-        with open(folder / name, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *rows])
-
-
 JOINED = [(text, label if i % 3 else f"{label}|positive") for i, (text, label) in enumerate(GOOD)]
 
 
@@ -230,7 +221,7 @@ JOINED = [(text, label if i % 3 else f"{label}|positive") for i, (text, label) i
     ids=["unknown label", "label_columns without the task", "one column", "thresholds", "weights", "monitor"],
 )  # fmt: skip
 def test_bad_multi_label_input_is_one_clear_line_and_leaves_no_run(tmp_path, capsys, validation, extra, fragments):
-    _files(tmp_path, JOINED, validation or JOINED[:6])
+    write_splits(tmp_path, JOINED, validation or JOINED[:6])
     code, err = run_main(fit_args(tmp_path, *extra), capsys)
     assert_clear_error(code, err, fragments)
     assert len(err.strip().splitlines()) == 1, err
@@ -238,7 +229,7 @@ def test_bad_multi_label_input_is_one_clear_line_and_leaves_no_run(tmp_path, cap
 
 
 def test_a_label_column_that_is_not_0_or_1_is_one_clear_line(tmp_path, capsys):
-    _files(tmp_path, JOINED, JOINED[:6])
+    write_splits(tmp_path, JOINED, JOINED[:6])
     rows = [("text", "billing", "delivery")] + [
         (t, str(i % 2), "2" if i == 4 else "0") for i, (t, _) in enumerate(GOOD)
     ]
@@ -251,7 +242,7 @@ def test_a_label_column_that_is_not_0_or_1_is_one_clear_line(tmp_path, capsys):
 
 def test_empty_label_sets_and_a_label_never_positive_are_said_and_the_run_goes_on(tmp_path, capsys, caplog):
     train = [(text, "" if i % 4 == 0 else label) for i, (text, label) in enumerate(JOINED)]
-    _files(tmp_path, train, JOINED[:6])
+    write_splits(tmp_path, train, JOINED[:6])
     with caplog.at_level("INFO"):
         code = _exit_code(fit_args(tmp_path, "--data.task", "multi_label", "--data.labels", "[negative, neutral,"
                                    " positive, surprise]"), capsys)  # fmt: skip
@@ -278,7 +269,7 @@ def test_balanced_class_weights_are_each_labels_negatives_over_positives(tmp_pat
 
     from lightning_albert.tasks import get_task
 
-    _files(tmp_path, JOINED, JOINED[:6])
+    write_splits(tmp_path, JOINED, JOINED[:6])
     assert (
         _exit_code(fit_args(tmp_path, "--data.task", "multi_label", "--model.class_weights", "balanced"), capsys) == 0
     )

@@ -6,9 +6,7 @@ Every figure is checked against scikit-learn / scipy computed from the predictio
 pipeline and serve against predict.
 """
 
-import csv
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +23,10 @@ from conftest import (
     run_main,
     scored_pairs,
     tiny_model_args,
+    write_splits,
 )
+
+pytestmark = pytest.mark.usefixtures("typed_at_a_shell")
 
 MAX_LENGTH = 48
 # A from-scratch model first learns the label prior, answering every text alike; at this rate two epochs leave its
@@ -125,18 +126,6 @@ def test_the_card_shows_the_tasks_metrics_and_the_predicted_against_true_picture
     assert "Confusion" not in card and "Per-class" not in card
 
 
-@pytest.fixture(autouse=True)
-def _argv(monkeypatch):
-    """As if typed at a shell: LightningCLI warns when it sees pytest's own arguments beside `args`."""
-    monkeypatch.setattr("sys.argv", ["lightning_albert"])
-
-
-def _files(folder: Path, train: list[tuple[str, str]], validation: list[tuple[str, str]]) -> None:
-    for name, rows in (("train.csv", train), ("validation.csv", validation)):
-        with open(folder / name, "w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([("text", "label"), *rows])
-
-
 SCORED = [(text, str(i / 4)) for i, (text, _) in enumerate(GOOD)]
 
 
@@ -157,7 +146,7 @@ SCORED = [(text, str(i / 4)) for i, (text, _) in enumerate(GOOD)]
     ids=["not a number", "nan", "missing", "class weights", "labels", "monitor", "mode"],
 )  # fmt: skip
 def test_bad_regression_input_is_one_clear_line_and_leaves_no_run(tmp_path, capsys, validation, extra, fragments):
-    _files(tmp_path, SCORED, validation or SCORED[:6])
+    write_splits(tmp_path, SCORED, validation or SCORED[:6])
     code, err = run_main(fit_args(tmp_path, "--data.task", "regression", *extra), capsys)
     assert_clear_error(code, err, fragments)
     assert len(err.strip().splitlines()) == 1, err
@@ -176,7 +165,7 @@ def test_the_held_out_validation_split_spans_the_scores(tmp_path):
     from lightning_albert.data import TextClassificationDataModule
 
     rows = [(f"text {i}", str(i)) for i in range(200)]
-    _files(tmp_path, rows, rows[:2])
+    write_splits(tmp_path, rows, rows[:2])
     data = TextClassificationDataModule(
         train_file=str(tmp_path / "train.csv"), task="regression", val_split=0.1, cache_tokens=False
     )

@@ -8,6 +8,7 @@ import torch
 from torchmetrics import Metric, MetricCollection
 
 from lightning_albert.errors import InputError
+from lightning_albert.labels import check_given_labels
 from lightning_albert.tables import Table
 
 # What the card and the console call each metric a task logs (`val_<key>`, `test_<key>` in metrics.csv).
@@ -55,16 +56,8 @@ class Task:
 
     # --------------------------------------------------------------------------------------------- data
     def check_given_labels(self, labels: list[str] | None) -> list[str] | None:
-        """data.labels, refused where the task cannot use it."""
-        if labels is None:
-            return None
-        names = [str(n) for n in labels]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise InputError(f"data.labels lists {', '.join(repr(d) for d in duplicates)} more than once.")
-        if len(names) < 2:
-            raise InputError("data.labels needs at least two classes.")
-        return names
+        """data.labels, refused where the task cannot use it (classes: no repeats, at least two)."""
+        return check_given_labels(labels)
 
     def names(self, table: Table, form: LabelFormat) -> list[str]:
         """The label names in id order, from the training table."""
