@@ -16,6 +16,7 @@ from transformers import AlbertConfig, AlbertForSequenceClassification
 from lightning_albert.checkpoints import DATA_STATE_KEY, best_checkpoint, load_checkpoint
 from lightning_albert.errors import InputError
 from lightning_albert.files import current_umask
+from lightning_albert.onnx_agreement import describe, validation_agreement
 from lightning_albert.onnx_export import QUANTIZE, check_onnx_available, write_onnx
 from lightning_albert.tasks import get_task
 from lightning_albert.tokenizer import tokenizer_from_files
@@ -75,6 +76,16 @@ def export_checkpoint(
         else:
             model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        if format == "onnx":  # what the ONNX form costs in answers, said in the folder's card
+            agreement = validation_agreement(checkpoint, model, staging)
+            (staging / "README.md").write_text(
+                f"# ONNX export of {Path(ckpt_path).name}\n\n"
+                f"Written by `python -m lightning_albert export --format onnx"
+                f"{f' --quantize {quantize}' if quantize else ''}` for ONNX Runtime: `model.onnx` (inputs input_ids, "
+                "attention_mask, token_type_ids; output logits), with `config.json` (labels, problem_type) and the "
+                "tokenizer (the run's truncation).\n\n" + describe(agreement, quantize) + "\n",
+                encoding="utf-8",
+            )
         for file in staging.iterdir():  # safetensors writes its file 0600 whatever the umask
             file.chmod(0o666 & ~current_umask())
         if output.exists():
@@ -106,3 +117,5 @@ def main(argv: list[str]) -> None:
     folder = export_checkpoint(source, args.output, args.overwrite, args.format, args.quantize)
     kind = "" if args.format == "transformers" else f" as ONNX{' (int8 weights)' if args.quantize else ''}"
     print(f"Exported {source}{kind} to {folder}")
+    if args.format == "onnx":
+        print((folder / "README.md").read_text(encoding="utf-8").strip().splitlines()[-1])

@@ -54,7 +54,7 @@ def _torch_probabilities(folder, texts):
 def test_the_float32_onnx_export_answers_as_the_transformers_export(run, tmp_path):
     reference = export.export_checkpoint(run / "checkpoints" / "last.ckpt", tmp_path / "hf")
     folder = export.export_checkpoint(run / "checkpoints" / "last.ckpt", tmp_path / "onnx", format="onnx")
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.onnx", "tokenizer.json",
+    assert sorted(p.name for p in folder.iterdir()) == ["README.md", "config.json", "model.onnx", "tokenizer.json",
                                                        "tokenizer_config.json"]  # fmt: skip
     assert AutoConfig.from_pretrained(folder).id2label == AutoConfig.from_pretrained(reference).id2label
     assert AutoTokenizer.from_pretrained(folder).model_max_length == 24  # the run's truncation comes along
@@ -143,3 +143,38 @@ def test_predict_on_a_wrong_onnx_folder_is_one_line(fitted, run, tmp_path, capsy
     code, err = run_main([*args, "--predictions_file", str(tmp_path / "p.csv"), *extra], capsys)
     assert_clear_error(code, err, [fragment])
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_the_onnx_exports_card_gives_its_agreement_with_float32_on_the_validation_split(fitted, tmp_path):
+    """Computed again here from the export folders alone (tokenizer, transformers model, ONNX Runtime session), one
+    text at a time: int8 activations are quantized per batch, so the card's batched difference is near, not equal."""
+    import re
+
+    from conftest import PHRASEBANK, read_csv
+
+    best = next((fitted / "checkpoints").glob("best-*.ckpt"))
+    folder = export.export_checkpoint(best, tmp_path / "i8", format="onnx", quantize="int8")
+    card = (folder / "README.md").read_text()
+    texts = [r["text"] for r in read_csv(PHRASEBANK / "validation.csv")]
+    reference = _torch_probabilities(export.export_checkpoint(best, tmp_path / "hf"), texts)
+    quantized, _ = _onnx_probabilities(folder, texts)
+    equal = (reference.argmax(-1) == quantized.argmax(-1)).float().mean().item()
+    largest = (reference - quantized).abs().max().item()
+    assert f"on the validation split ({len(texts)} texts of {PHRASEBANK / 'validation.csv'})" in card
+    said = re.search(r"the same labels on ([\d.]+)%, largest output difference ([\d.e+-]+)\.", card)
+    assert float(said.group(1)) == pytest.approx(100 * equal, abs=1.0)
+    assert largest / 3 < float(said.group(2)) < largest * 3
+
+
+def test_an_onnx_export_whose_validation_data_moved_says_it_was_not_compared(run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the run's data paths no longer lead anywhere
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    moved = tmp_path / "moved.ckpt"
+    data = torch.load(checkpoint, weights_only=False)
+    data["datamodule_hyper_parameters"]["validation_file"] = str(tmp_path / "gone.csv")
+    torch.save(data, moved)
+    folder = export.export_checkpoint(moved, tmp_path / "onnx", format="onnx")
+    assert (
+        "not compared with the float32 model (the run's validation data is not found)"
+        in (folder / "README.md").read_text()
+    )
