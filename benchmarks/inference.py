@@ -1,7 +1,7 @@
 """Inference speed of a run, every way it answers, against a transformers pipeline on its export, in one sitting.
 
     python benchmarks/inference.py --run <run folder>                 # a run of the albert-base-v2 architecture
-    python benchmarks/inference.py --run <run folder> --texts 24 --rounds 1 --output /tmp/inference.md  # the harness
+    python benchmarks/inference.py --run <run folder> --texts 24 --rounds 1 --quick --output /tmp/out.md  # harness
 
 Rows, each on the same test texts of financial_phrasebank_allagree, in interleaved rounds (forward order, then
 reversed), on `--threads` threads; each figure is a median over rounds:
@@ -40,6 +40,7 @@ SHARED = REPO.parent / "shared"
 TEXTS = SHARED / "data" / "financial_phrasebank_allagree" / "test.csv"
 BATCH = 32
 CLIENTS = (1, 8, 32)
+QUICK = ("pipeline(batch_size=32), float32", "predict, float32", "predict --runtime onnx, int8", "serve, 32 clients")
 
 
 class Row:
@@ -158,6 +159,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--output", type=Path, default=REPO / "benchmarks" / "results" / "inference.md")
+    parser.add_argument(
+        "--quick", action="store_true", help="one row of each kind (pipeline, predict, ONNX, serve): the harness test"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     sys.path.insert(0, str(REPO))
@@ -181,8 +185,8 @@ def main() -> None:
         int8 = export_checkpoint(checkpoint, tmp / "i8", format="onnx", quantize="int8")
         (tmp / "predict").mkdir()
         try:
-            servers = [Server(args.run / "hf_model", args.threads, tmp / "serve.log"),
-                       Server(int8, args.threads, tmp / "serve-int8.log")]  # fmt: skip
+            servers = [Server(args.run / "hf_model", args.threads, tmp / "serve.log")]
+            servers += [] if args.quick else [Server(int8, args.threads, tmp / "serve-int8.log")]
             made = {
                 "pipeline(batch_size=32), float32": pipeline_row(args.run / "hf_model", texts, BATCH),
                 "pipeline(batch_size=1), float32": pipeline_row(args.run / "hf_model", texts, 1),
@@ -196,8 +200,11 @@ def main() -> None:
                 **{
                     f"serve, {n} client{'s' if n > 1 else ''}": serve_row(servers[0], texts, labels, n) for n in CLIENTS
                 },
-                "serve ONNX int8, 32 clients": serve_row(servers[1], texts, labels, 32),
             }
+            if args.quick:
+                made = {k: v for k, v in made.items() if k in QUICK}
+            else:
+                made["serve ONNX int8, 32 clients"] = serve_row(servers[1], texts, labels, 32)
             rows = [Row(name, run, labels) for name, run in made.items()]
             for server in servers:  # each worker's first answers (and LitServe's) are not what is timed
                 serve_row(server, texts[:8], labels, 8)()

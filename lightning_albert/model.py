@@ -95,10 +95,10 @@ class AlbertClassifier(LightningModule):
         if class_weights is None:
             self.loss_weights: torch.Tensor | None = None
         else:
-            given = None if class_weights == "balanced" else self.task.loss_weights(class_weights, None, labels)
-            if class_weights == "balanced":
-                self.task.loss_weights([1.0] * num_labels, None, labels)  # a task without classes refuses it
-            self.register_buffer("loss_weights", torch.tensor(given or [1.0] * num_labels, dtype=torch.float32))
+            # A list is checked now; `balanced` is ones until fit starts (setup). A task without classes refuses both.
+            given = [1.0] * num_labels if class_weights == "balanced" else class_weights
+            weights = self.task.loss_weights(given, None, labels)
+            self.register_buffer("loss_weights", torch.tensor(weights, dtype=torch.float32))
         thresholds = self.task.check_thresholds(threshold, labels)
         # Not in the state dict: set by model.threshold (hyperparameters), so checkpoints keep their keys.
         given = None if thresholds is None else torch.tensor(thresholds, dtype=torch.float32)
