@@ -91,7 +91,16 @@ def test_quantize_without_onnx_and_a_missing_onnx_runtime_are_one_line(run, tmp_
     assert not (tmp_path / "out").exists()
 
 
-def test_predict_with_the_onnx_runtime_answers_as_torch_and_int8_keeps_the_labels(fitted, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def best_int8(fitted, tmp_path_factory):
+    """The int8 ONNX export of the shared run's best checkpoint."""
+    best = next((fitted / "checkpoints").glob("best-*.ckpt"))
+    return export.export_checkpoint(best, tmp_path_factory.mktemp("int8") / "i8", format="onnx", quantize="int8")
+
+
+def test_predict_with_the_onnx_runtime_answers_as_torch_and_int8_keeps_the_labels(
+    fitted, best_int8, tmp_path, monkeypatch
+):
     """`predict --runtime onnx` on the exports of the shared run's best checkpoint (225 phrasebank texts, many longer
     than its max_length): float32 within 1e-4 of torch's predict, int8 with the same label on nearly all."""
     from conftest import read_csv
@@ -102,7 +111,7 @@ def test_predict_with_the_onnx_runtime_answers_as_torch_and_int8_keeps_the_label
     best = next((fitted / "checkpoints").glob("best-*.ckpt"))
     exports = {
         "float32": export.export_checkpoint(best, tmp_path / "f32", format="onnx"),
-        "int8": export.export_checkpoint(best, tmp_path / "i8", format="onnx", quantize="int8"),
+        "int8": best_int8,
     }
     rows = {}
     for name, runtime in [
@@ -145,7 +154,7 @@ def test_predict_on_a_wrong_onnx_folder_is_one_line(fitted, run, tmp_path, capsy
     assert not (tmp_path / "p.csv").exists()
 
 
-def test_the_onnx_exports_card_gives_its_agreement_with_float32_on_the_validation_split(fitted, tmp_path):
+def test_the_onnx_exports_card_gives_its_agreement_with_float32_on_the_validation_split(fitted, best_int8, tmp_path):
     """Computed again here from the export folders alone (tokenizer, transformers model, ONNX Runtime session), one
     text at a time: int8 activations are quantized per batch, so the card's batched difference is near, not equal."""
     import re
@@ -153,7 +162,7 @@ def test_the_onnx_exports_card_gives_its_agreement_with_float32_on_the_validatio
     from conftest import PHRASEBANK, read_csv
 
     best = next((fitted / "checkpoints").glob("best-*.ckpt"))
-    folder = export.export_checkpoint(best, tmp_path / "i8", format="onnx", quantize="int8")
+    folder = best_int8
     card = (folder / "README.md").read_text()
     texts = [r["text"] for r in read_csv(PHRASEBANK / "validation.csv")]
     reference = _torch_probabilities(export.export_checkpoint(best, tmp_path / "hf"), texts)

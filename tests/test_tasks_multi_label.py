@@ -59,13 +59,23 @@ def run(tmp_path_factory, shared_data):
     probabilities = np.array([[float(r[k]) for k in r if k.startswith("prob_")] for r in first])
     thresholds = [_middle(column) for column in probabilities.T]
     chosen = ["--model.threshold", json.dumps(thresholds)]
-    run_cli("test", *evaluate, *chosen, "--trainer.default_root_dir", str(root / "test"))
+    in_process(["test", *evaluate, *chosen, "--trainer.default_root_dir", str(root / "test")])
     (tested,) = logged_rows(only_run(root / "test"), "test")
     return folder, test_rows, predict([*evaluate, *chosen], root / "second"), thresholds, tested
 
 
+def in_process(args: list[str]) -> None:
+    """A command in this process, as `python -m lightning_albert` runs it (a process each costs seconds)."""
+    from unittest import mock
+
+    from lightning_albert.cli import main
+
+    with mock.patch("sys.argv", ["lightning_albert"]):
+        main(args)
+
+
 def predict(args: list[str], root: Path) -> list[dict[str, str]]:
-    run_cli("predict", *args, "--predictions_file", str(root / "p.csv"), "--trainer.default_root_dir", str(root))
+    in_process(["predict", *args, "--predictions_file", str(root / "p.csv"), "--trainer.default_root_dir", str(root)])
     return read_csv(root / "p.csv")
 
 
