@@ -301,6 +301,12 @@ class TextClassificationDataModule(LightningDataModule):
         given = self._given_labels is not None
         return self.task.targets(table, rows, self.label_format, self.labels, given)
 
+    @cached_property
+    def _held_out_targets(self) -> np.ndarray:
+        """Every training row's target, when validation is held out of the training file."""
+        table = self.table("train")
+        return self._targets(table, list(range(len(table.rows))))
+
     # ------------------------------------------------------------------------------------ splitting, encoding
     def _rows(self, split: str) -> tuple[Table, list[int]]:
         """The table a split reads from and which of its rows belong to the split."""
@@ -308,8 +314,7 @@ class TextClassificationDataModule(LightningDataModule):
             if self.val_split <= 0:
                 raise InputError("no validation data: give data.validation_file, or set data.val_split above 0.")
             table = self.table("train")
-            strata = self.task.strata(self._targets(table, list(range(len(table.rows)))))
-            train, val = stratified_split(strata, self.val_split, self.split_seed)
+            train, val = stratified_split(self.task.strata(self._held_out_targets), self.val_split, self.split_seed)
             rows = train if split == "train" else val
         else:
             table = self.table(split)
@@ -334,7 +339,12 @@ class TextClassificationDataModule(LightningDataModule):
                 rank_zero_info(f"{table.path}: dropped {len(empty)} row(s) with an empty text.")
                 rows = [r for r in rows if texts[r].strip()]
         ids = table.column(self.id_column, "id") if self.id_column else None
-        labels = self._targets(table, rows) if labelled else None
+        if not labelled:
+            labels = None
+        elif self.sources.held_out(split):  # read once for the split, so each note about the labels is said once
+            labels = self._held_out_targets[rows]
+        else:
+            labels = self._targets(table, rows)
         if split == "train":
             self.task.check_training_targets(table, labels, self.labels)
         tokens = self._tokenize([texts[r] for r in rows], [pairs[r] for r in rows] if pairs else None, table, rows)

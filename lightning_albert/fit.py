@@ -224,7 +224,7 @@ def task_monitor(settings: dict[str, Any]) -> None:
         raise InputError(
             f"checkpoint.monitor: a {task.name} run does not log '{monitor}'; choose one of {', '.join(task.logged)}."
         )
-    best = "max" if task.higher_is_better(monitor) and not monitor.endswith("loss") else "min"
+    best = "max" if task.higher_is_better(monitor) else "min"
     if checkpoint.get("mode") != best:
         raise InputError(
             f"checkpoint.mode: {checkpoint.get('mode')} with checkpoint.monitor {monitor} keeps the worst checkpoint; "

@@ -157,15 +157,12 @@ class Task:
         """The evaluation record's picture (a matplotlib Figure), or None."""
         return None
 
-    def has_record(self, evaluation: dict[str, Any] | None) -> bool:
-        return bool(evaluation) and any(evaluation.get(k) for k in ("confusion_matrix", "pairs"))
-
     def title(self, metric: str) -> str:
         """A metric as the card's and the console's column heads name it."""
         return self.titles.get(metric, TITLES[metric])
 
     def higher_is_better(self, metric: str) -> bool:
-        return metric.removeprefix("val_").removeprefix("test_") not in LOWER_IS_BETTER
+        return metric.removeprefix("val_").removeprefix("test_").removeprefix("train_") not in LOWER_IS_BETTER
 
     @property
     def logged(self) -> tuple[str, ...]:
