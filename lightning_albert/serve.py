@@ -10,7 +10,8 @@ tokenizer's `model_max_length`, the run's `data.max_length`, so the answers are 
 
 LitServe gathers concurrent requests into one batch (up to `--max_batch_size`); their texts are sorted by length
 and run `FORWARD_BATCH` at a time, as `predict` runs its sorted batches, so a short text is not padded to a long
-one's length. Each worker times itself on start-up and says its throughput in one line.
+one's length. Each worker times itself on start-up and says its throughput in one line. `--precision bf16`
+and `--compile` run a torch model in bfloat16 autocast and through torch.compile.
 """
 
 import argparse
@@ -95,12 +96,16 @@ class AlbertAPI(ls.LitAPI):
         max_batch_size: int = 32,
         batch_timeout: float = 0.01,
         api_key: str | None = None,
+        precision: str = "32",
+        compile: bool = False,
     ):
         super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout)
         self.model_folder = model_folder
         self.pairs = pairs
         self.max_texts = max_texts
         self.api_key = api_key
+        self.precision = precision
+        self.compile = compile
 
     def setup(self, device: str) -> None:
         transformers_logging.disable_progress_bar()  # a "Loading weights" bar per worker says nothing in a server's log
@@ -113,6 +118,8 @@ class AlbertAPI(ls.LitAPI):
         else:
             model = AlbertForSequenceClassification.from_pretrained(self.model_folder, local_files_only=True)
             self.model = model.to(device).eval()
+            if self.compile:  # dynamic shapes: one graph for every batch and length (compiled in the self-test)
+                self.model = torch.compile(self.model, dynamic=True)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
         self.task = task_of_config(config)
         self.thresholds = getattr(config, "thresholds", None)  # multi-label: written by export
@@ -123,10 +130,15 @@ class AlbertAPI(ls.LitAPI):
         texts = [SELF_TEST] * self.max_batch_size
         pairs = texts if self.pairs else None
         self._outputs(texts, pairs)
+        if self.compile:  # torch.compile specializes a batch of one: compile that graph now, not on a request
+            self._outputs(texts[:1], pairs and pairs[:1])
         started = time.perf_counter()
         self._outputs(texts, pairs)
         seconds = time.perf_counter() - started
         runtime = "ONNX Runtime" if self.onnx else f"torch, {torch.get_num_threads()} threads"
+        if not self.onnx:
+            runtime += ", bfloat16 autocast" if self.precision == "bf16" else ", float32"
+            runtime += ", compiled" if self.compile else ""
         tokens = len(self.tokenizer(SELF_TEST, truncation=True)["input_ids"])
         print(
             f"Self-test: {len(texts) / seconds:.1f} texts/s on {self.device} ({runtime}; {len(texts)} texts of "
@@ -192,7 +204,8 @@ class AlbertAPI(ls.LitAPI):
         )
         order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
         outputs: list[list[float]] = [[] for _ in texts]
-        with torch.inference_mode():
+        bf16 = self.precision == "bf16" and not self.onnx
+        with torch.inference_mode(), torch.autocast(torch.device(self.device).type, torch.bfloat16, enabled=bf16):
             for start in range(0, len(order), FORWARD_BATCH):
                 rows = order[start : start + FORWARD_BATCH]
                 inputs = self.tokenizer.pad(
@@ -200,7 +213,7 @@ class AlbertAPI(ls.LitAPI):
                     return_tensors="np" if self.onnx else "pt",
                 )
                 logits = self.model(inputs) if self.onnx else self.model(**inputs.to(self.device)).logits
-                for i, output in zip(rows, self.task.outputs(logits).tolist()):
+                for i, output in zip(rows, self.task.outputs(logits.float()).tolist()):
                     outputs[i] = output
         return outputs
 
@@ -350,6 +363,19 @@ def main(argv: list[str]) -> None:
         help="device to run the model on (default auto: a GPU if there is one)",
     )
     parser.add_argument(
+        "--precision",
+        default="32",
+        choices=["32", "bf16"],
+        help="a torch model's arithmetic: 32 (float32, predict's answers; default) or bf16 (bfloat16 autocast: "
+        "faster on CPUs with AVX-512 BF16 or AMX and on GPUs from Ampere on; probabilities move by about 1e-2)",
+    )
+    parser.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile a torch model (dynamic shapes): faster answers after a compilation at start-up "
+        "(a minute or more on a small CPU; needs a C++ compiler)",
+    )
+    parser.add_argument(
         "--workers_per_device",
         type=_positive,
         default=1,
@@ -379,8 +405,24 @@ def main(argv: list[str]) -> None:
             raise InputError(f"serve: cannot load the model in {folder} ({str(e).splitlines()[0]}).") from None
         if is_onnx_folder(folder):
             OnnxClassifier(folder)  # a truncated or foreign model.onnx: one line here, not a worker's traceback
+            if args.precision != "32" or args.compile:
+                raise InputError(
+                    f"serve: --precision and --compile are for a torch model; {folder} is an ONNX export, which runs "
+                    "as exported (for a faster one: export --format onnx --quantize int8)."
+                )
+        if args.precision == "bf16":
+            check_bf16(args.accelerator)
         pairs = args.pairs or is_pair_model(args.source, folder)
-        api = AlbertAPI(str(folder), pairs, args.max_texts, args.max_batch_size, args.batch_timeout, args.api_key)
+        api = AlbertAPI(
+            str(folder),
+            pairs,
+            args.max_texts,
+            args.max_batch_size,
+            args.batch_timeout,
+            args.api_key,
+            args.precision,
+            args.compile,
+        )
         server = ls.LitServer(
             api,
             accelerator=args.accelerator,
@@ -399,6 +441,28 @@ def main(argv: list[str]) -> None:
         )
         short_socket_folder()  # after the checkpoint's export: that stays in TMPDIR
         server.run(host=args.host, port=args.port, generate_client_file=False)
+
+
+def check_bf16(accelerator: str) -> None:
+    """Refuse bf16 where the device has no bfloat16 arithmetic: there it is emulated, slower than float32."""
+    cuda = accelerator in ("auto", "cuda") and torch.cuda.is_available()
+    if cuda:
+        supported, device = torch.cuda.is_bf16_supported(), f"the GPU {torch.cuda.get_device_name()}"
+    elif accelerator == "mps":
+        supported, device = True, "mps"
+    else:
+        supported, device = cpu_has_bf16(), "this CPU"
+    if not supported:
+        raise InputError(
+            f"serve: --precision bf16 needs bfloat16 arithmetic, which {device} lacks (it would be slower than "
+            "float32): serve with --precision 32, or an int8 ONNX export on a CPU."
+        )
+
+
+def cpu_has_bf16() -> bool:
+    """oneDNN's own check (AVX-512 BF16 or AMX), the one torch.compile asks; True where torch lacks it."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(check()) if check else True
 
 
 # LitServe's worker processes talk through a multiprocessing manager, whose Unix socket lies in

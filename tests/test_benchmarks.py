@@ -36,6 +36,7 @@ def test_summary_takes_medians_over_pooled_steps():
     s = summarize([run([1.0, 2.0, 100.0], [256, 256, 256]), run([1.0, 4.0], [512, 512])], params=1000)
     assert s["timed_steps"] == 5
     assert s["train_samples_per_second"] == pytest.approx(4.0)  # rates 8, 4, 0.08, 8, 2: median 4
+    assert s["train_samples_per_second_overall"] == pytest.approx(5 * 8 / 108.0)  # 40 samples in 108 s
     assert s["padding_share"] == pytest.approx(1 - (3 * 256 + 2 * 512) / (5 * 1024))
     assert s["eval_samples_per_second"] == pytest.approx(100.0)
     # real tokens/s: 256, 128, 2.56, 512, 128 -> median 128
@@ -174,9 +175,12 @@ def test_the_inference_benchmark_runs_end_to_end_and_its_rows_agree_with_predict
     ]  # --quick: one of each kind (the full list: pipeline at batch 1, ONNX float32, serve at 1 and 8 clients, int8)
     assert rows["pipeline(batch_size=32), float32"][1] == "1.00x" and rows["predict, float32"][2] == "1.00x"
     for name in ("pipeline(batch_size=32), float32", "serve, 32 clients"):
-        agree, diff = rows[name][5], float(rows[name][6])
+        agree, diff = rows[name][6], float(rows[name][7])
         assert agree == "100.00%" and diff < 1e-4, name  # the same answers as predict, from the same checkpoint
-    assert float(rows["predict --runtime onnx, int8"][6]) > 0  # int8, not the float32 model again
-    latency, rss = rows["serve, 32 clients"][3], rows["serve, 32 clients"][4]
+    assert float(rows["predict --runtime onnx, int8"][7]) > 0  # int8, not the float32 model again
+    for name in ("predict, float32", "predict --runtime onnx, int8"):  # start-up: predict on one text
+        assert rows[name][3].endswith(" s") and float(rows[name][3][:-2]) > 0, name
+    assert rows["serve, 32 clients"][3] == ""  # a server's start-up is before the sitting
+    latency, rss = rows["serve, 32 clients"][4], rows["serve, 32 clients"][5]
     assert latency.endswith(" ms") and rss.endswith(" MB")
     assert "serve's own line: `Self-test:" in table

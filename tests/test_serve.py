@@ -316,12 +316,20 @@ def test_a_pair_model_served_from_a_checkpoint(pair_run, tmp_path):
     assert not list(server.tmp.glob("lightning_albert_serve_*"))  # the checkpoint's export is removed
 
 
-def test_an_onnx_export_is_served_by_onnx_runtime_and_answers_as_predict(pair_run, tmp_path):
+@pytest.fixture(scope="module")
+def pair_onnx(pair_run, tmp_path_factory) -> Path:
+    """The pair run's float32 ONNX export, written once for the tests that read it."""
     from lightning_albert.export import export_checkpoint
 
-    run, rows = pair_run
+    run, _ = pair_run
+    checkpoint = next((run / "checkpoints").glob("best-*.ckpt"))
+    return export_checkpoint(checkpoint, tmp_path_factory.mktemp("onnx") / "onnx", format="onnx")
+
+
+def test_an_onnx_export_is_served_by_onnx_runtime_and_answers_as_predict(pair_run, pair_onnx, tmp_path):
+    _, rows = pair_run
     rows = rows[:12]
-    folder = export_checkpoint(next((run / "checkpoints").glob("best-*.ckpt")), tmp_path / "onnx", format="onnx")
+    folder = pair_onnx
     assert not list(folder.glob("*.safetensors"))  # nothing but model.onnx to answer from
     server = Server(folder, "--pairs", tmp=tmp_path)
     try:
@@ -333,12 +341,52 @@ def test_an_onnx_export_is_served_by_onnx_runtime_and_answers_as_predict(pair_ru
         assert server.stop() == 0, server.log.read_text()[-3000:]
 
 
-def test_a_truncated_onnx_model_is_one_line(pair_run, tmp_path, capsys):
+def test_torch_switches_on_an_onnx_export_are_one_line(pair_onnx, capsys):
     from lightning_albert.cli import main
-    from lightning_albert.export import export_checkpoint
 
-    run, _ = pair_run
-    folder = export_checkpoint(next((run / "checkpoints").glob("best-*.ckpt")), tmp_path / "onnx", format="onnx")
+    for switch in (["--precision", "bf16"], ["--compile"]):
+        with pytest.raises(SystemExit) as exit:
+            main(["serve", str(pair_onnx), "--pairs", *switch])
+        assert exit.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: serve: --precision and --compile are for a torch model;") and err.count("\n") == 1
+
+
+def test_bf16_where_the_cpu_lacks_it_is_one_line(fitted, monkeypatch, capsys):
+    from lightning_albert import serve
+    from lightning_albert.cli import main
+
+    monkeypatch.setattr(serve, "cpu_has_bf16", lambda: False)
+    with pytest.raises(SystemExit) as exit:
+        main(["serve", str(fitted), "--precision", "bf16", "--accelerator", "cpu"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: serve: --precision bf16 needs bfloat16 arithmetic, which this CPU lacks") and (
+        err.count("\n") == 1
+    )
+
+
+def test_bf16_and_compiled_answer_as_float32_to_bf16_precision(single, capsys):
+    """The two torch switches, in the worker's own class: the same texts, probabilities within bf16's rounding,
+    and the start-up line names them (compiled once in the self-test, batches of one included)."""
+    from lightning_albert.serve import AlbertAPI
+
+    run, rows, _ = single
+    api = AlbertAPI(str(run / "hf_model"), pairs=False, max_batch_size=4, precision="bf16", compile=True)
+    api.setup("cpu")
+    assert "threads, bfloat16 autocast, compiled; 4 texts" in capsys.readouterr().out
+    answers = api._outputs([r["text"] for r in rows], None) + api._outputs([rows[0]["text"]], None)
+    expected = [[float(r[k]) for k in r if k.startswith("prob_")] for r in rows + rows[:1]]
+    assert answers == [pytest.approx(e, abs=2e-2) for e in expected]
+    assert answers != [pytest.approx(e, abs=1e-6) for e in expected]  # bf16 did run: not float32's answers
+
+
+def test_a_truncated_onnx_model_is_one_line(pair_onnx, tmp_path, capsys):
+    import shutil
+
+    from lightning_albert.cli import main
+
+    folder = shutil.copytree(pair_onnx, tmp_path / "onnx")
     model = folder / "model.onnx"
     model.write_bytes(model.read_bytes()[: model.stat().st_size // 2])
     with pytest.raises(SystemExit) as exit:
