@@ -55,7 +55,6 @@ class Row:
         self.answers: np.ndarray | None = None
         self.rss_mb: float | None = None
         self.startup: list[float] = []  # predict rows: the same command on one text
-        self.startup_run = None
 
 
 def pipeline_row(folder: Path, texts: list[str], batch_size: int):
@@ -226,9 +225,6 @@ def main() -> None:
             if args.quick:
                 made = {k: v for k, v in made.items() if k in QUICK}
             rows = [Row(name, run, labels) for name, run in made.items()]
-            for row in rows:
-                if row.name.startswith("predict"):
-                    row.startup_run = made[row.name]
             for server in servers.values():  # each worker's first answers (and LitServe's) are not what is timed
                 serve_row(server, texts[:8], labels, 8)()
             for r in range(args.rounds):
@@ -237,9 +233,9 @@ def main() -> None:
                     row.answers, latencies = row.run()
                     row.seconds.append(time.perf_counter() - started)
                     row.latencies += latencies or []
-                    if row.startup_run:
+                    if row.name.startswith("predict"):
                         started = time.perf_counter()
-                        row.startup_run(one_text)
+                        row.run(one_text)
                         row.startup.append(time.perf_counter() - started)
             for row in rows:
                 if row.name.startswith("serve"):

@@ -366,8 +366,8 @@ def main(argv: list[str]) -> None:
         "--precision",
         default="32",
         choices=["32", "bf16"],
-        help="a torch model's arithmetic: 32 (float32, predict's answers; default) or bf16 (bfloat16 autocast: "
-        "faster on CPUs with AVX-512 BF16 or AMX and on GPUs from Ampere on; probabilities move by about 1e-2)",
+        help="a torch model's arithmetic: 32 (float32, predict's answers; default) or bf16 (bfloat16 autocast, "
+        "for CPUs with AVX-512 BF16 or AMX and GPUs from Ampere on; probabilities move by about 1e-2)",
     )
     parser.add_argument(
         "--compile",
@@ -448,7 +448,7 @@ def check_bf16(accelerator: str) -> None:
     cuda = accelerator in ("auto", "cuda") and torch.cuda.is_available()
     if cuda:
         supported, device = torch.cuda.is_bf16_supported(), f"the GPU {torch.cuda.get_device_name()}"
-    elif accelerator == "mps":
+    elif accelerator == "mps" or accelerator == "auto" and torch.backends.mps.is_available():
         supported, device = True, "mps"
     else:
         supported, device = cpu_has_bf16(), "this CPU"
