@@ -8,9 +8,10 @@ reversed), on `--threads` threads; each figure is a median over rounds:
 - `transformers.pipeline(model=<run>/hf_model, truncation=True)`, batch_size 1 and 32 (float32; 32 is the
   baseline of every ratio);
 - `predict` as a user runs it (`main(["predict", ...])` in this process: its Trainer, the run's checkpoint, the
-  DataModule's length-sorted batches, the CSV written), with PyTorch in float32 and in bf16 autocast
-  (`--trainer.precision bf16-mixed`), and with `--runtime onnx` on `export --format onnx` (float32) and
-  `--quantize int8`; its start-up (the same command on one text) is a column of its own;
+  DataModule's length-sorted batches, the CSV written), with PyTorch in float32 (`--trainer.precision 32-true`,
+  whatever the run trained in) and in bf16 autocast (`--trainer.precision bf16-mixed`), and with `--runtime onnx`
+  on `export --format onnx` (float32) and `--quantize int8`; its start-up (the same command on one text) is a
+  column of its own;
 - `serve` of the export, asked over HTTP on 127.0.0.1 by 1, 8 and 32 concurrent clients, one text per request,
   every text once per round (and at 32 clients: `--precision bf16`, `--precision bf16 --compile`, the int8 ONNX
   export); p50 / p95 are per-request latencies, the peak RSS is the server's process tree's.
@@ -204,7 +205,9 @@ def main() -> None:
             made = {
                 "pipeline(batch_size=32), float32": pipeline_row(args.run / "hf_model", texts, BATCH),
                 "pipeline(batch_size=1), float32": pipeline_row(args.run / "hf_model", texts, 1),
-                "predict, float32": predict_row(args.run, checkpoint, texts_file, tmp / "predict"),
+                "predict, float32": predict_row(
+                    args.run, checkpoint, texts_file, tmp / "predict", "--trainer.precision", "32-true"
+                ),
                 "predict, bf16 autocast": predict_row(
                     args.run, checkpoint, texts_file, tmp / "predict", "--trainer.precision", "bf16-mixed"
                 ),

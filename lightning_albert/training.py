@@ -12,6 +12,7 @@ empty run folder behind.
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,8 @@ class TrainingCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd(), resumed)
         callbacks = [*(trainer_config.get("callbacks") or []), *self.extra_callbacks, *self.command_callbacks(settings)]
         last = None
+        if not training:
+            quiet_evaluation_warnings()
         if training:
             callbacks += [RestoreTrainingOrder(), InterruptCheckpoint(self.command), NonFiniteLossCheck(self.command)]
             last = last_checkpoint(settings)  # the one writer of last.ckpt
@@ -199,6 +202,15 @@ class TrainingCLI(LightningCLI):
         if last is not None:
             use_last_checkpoint(trainer, last)
         return trainer
+
+
+def quiet_evaluation_warnings() -> None:
+    """validate / test / predict read only a checkpoint's weights: Lightning's warnings about the training
+    callbacks' state it holds (callbacks not given, another checkpoint folder) and about our length-sorted
+    predict sampler (which yields every index) ask a user to act where nothing is wrong."""
+    warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create")
+    warnings.filterwarnings("ignore", message=r"The dirpath has changed from .* won't be reloaded")
+    warnings.filterwarnings("ignore", message=r"You are using a custom batch sampler `EvalBatchSampler` for prediction")
 
 
 def add_checkpoint_arguments(parser: LightningArgumentParser, command: str, monitor: str, mode: str) -> None:
