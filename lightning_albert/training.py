@@ -179,12 +179,12 @@ class TrainingCLI(LightningCLI):
             kwargs["logger"] = default_loggers(trainer_config.get("default_root_dir") or os.getcwd(), resumed)
         callbacks = [*(trainer_config.get("callbacks") or []), *self.extra_callbacks, *self.command_callbacks(settings)]
         last = None
-        if not training:
-            quiet_evaluation_warnings()
         if training:
             callbacks += [RestoreTrainingOrder(), InterruptCheckpoint(self.command), NonFiniteLossCheck(self.command)]
             last = last_checkpoint(settings)  # the one writer of last.ckpt
             callbacks += [last] if last else []
+        else:
+            quiet_evaluation_warnings()
         kwargs["callbacks"] = callbacks
         plugins = trainer_config.get("plugins") or []
         plugins = list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
